@@ -1,0 +1,16 @@
+"""The gateway's own tables (its database holds nothing about participants' data)."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import DeclarativeBase
+
+from shared.db import make_metadata
+from shared.outbox import OutboxMixin
+
+
+class Base(DeclarativeBase):
+    metadata = make_metadata()
+
+
+class OutboxEvent(OutboxMixin, Base):
+    pass

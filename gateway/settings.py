@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import ComponentSettings
+
+
+class GatewaySettings(ComponentSettings):
+    model_config = SettingsConfigDict(env_prefix="BROEN_GATEWAY_", extra="ignore")
+
+    database_url: str = "sqlite+aiosqlite:///var/gateway.db"
+    port: int = 8000
+    # The issuer of access tokens: the public base URL of the gateway.
+    issuer: str = "http://127.0.0.1:8000"
+    access_token_lifetime_seconds: int = 300
+    participant_url: str = "http://127.0.0.1:8001"
+    consent_url: str = "http://127.0.0.1:8002"
+    messaging_url: str = "http://127.0.0.1:8003"
+    upstream_timeout_seconds: float = 5.0
+    upstream_connect_timeout_seconds: float = 1.0

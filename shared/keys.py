@@ -1,0 +1,104 @@
+"""Key material on disk: one directory (`BROEN_KEYS_DIR`), one file per key set.
+
+In production the directory is mounted from a secret store; `broen admin keys init`
+creates it once. Nothing here invents a key silently: a missing file is an error
+that names the file and the command that creates it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from joserfc.jwk import KeySet, OKPKey
+
+INTERNAL_JWKS = "internal-jwks.json"
+COMPONENTS = ("gateway", "participant", "consent", "messaging")
+
+
+class MissingKey(RuntimeError):
+    pass
+
+
+def internal_key_file(component: str) -> str:
+    return f"internal-{component}.jwk.json"
+
+
+def data_keys_file(component: str) -> str:
+    return f"data-keys-{component}.json"
+
+
+def read_json(keys_dir: Path, name: str) -> Any:
+    path = keys_dir / name
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise MissingKey(
+            f"key file {path} is missing; create the key directory with "
+            "`broen admin keys init --dir DIR` and point BROEN_KEYS_DIR at it"
+        ) from None
+
+
+def write_secret_json(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(value, handle, indent=2)
+
+
+def new_signing_key(kid_prefix: str) -> OKPKey:
+    return OKPKey.generate_key(
+        "Ed25519", parameters={"kid": f"{kid_prefix}-{secrets.token_hex(4)}", "use": "sig"}
+    )
+
+
+def new_symmetric_key() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+def load_internal_signing_key(keys_dir: Path, component: str) -> OKPKey:
+    return OKPKey.import_key(read_json(keys_dir, internal_key_file(component)))
+
+
+def load_internal_key_set(keys_dir: Path) -> KeySet:
+    return KeySet.import_key_set(read_json(keys_dir, INTERNAL_JWKS))
+
+
+def init_keys_dir(keys_dir: Path) -> list[str]:
+    """Create every key file that is missing; never overwrite one. Returns the files written."""
+    written: list[str] = []
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    public: list[dict[str, Any]] = []
+    for component in COMPONENTS:
+        path = keys_dir / internal_key_file(component)
+        if not path.exists():
+            write_secret_json(path, new_signing_key(component).as_dict(private=True))
+            written.append(path.name)
+        key = OKPKey.import_key(json.loads(path.read_text()))
+        public.append(key.as_dict(private=False))
+    jwks_path = keys_dir / INTERNAL_JWKS
+    if not jwks_path.exists():
+        jwks_path.write_text(json.dumps({"keys": public}, indent=2))
+        written.append(jwks_path.name)
+    for component in ("participant", "messaging"):
+        path = keys_dir / data_keys_file(component)
+        if not path.exists():
+            kid = f"mk-{secrets.token_hex(4)}"
+            write_secret_json(
+                path,
+                {
+                    "current": kid,
+                    "master_keys": {kid: new_symmetric_key()},
+                    "blind_index_key": new_symmetric_key(),
+                },
+            )
+            written.append(path.name)
+    token_path = keys_dir / "token-signing.jwks.json"
+    if not token_path.exists():
+        write_secret_json(token_path, {"keys": [new_signing_key("tok").as_dict(private=True)]})
+        written.append(token_path.name)
+    return written

@@ -1,0 +1,62 @@
+"""Settings every component shares; each component subclasses with its own env prefix."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["dev", "production"]
+
+
+class ComponentSettings(BaseSettings):
+    """Settings of one component (a service or the gateway).
+
+    `BROEN_ENV` and `BROEN_KEYS_DIR` are shared by every component; the rest is read
+    with the component's own prefix, e.g. `BROEN_PARTICIPANT_DATABASE_URL`.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    env: Environment = Field("production", validation_alias="BROEN_ENV")
+    keys_dir: Path = Field(Path("var/keys"), validation_alias="BROEN_KEYS_DIR")
+    database_url: str
+    host: str = "127.0.0.1"
+    port: int
+    log_level: str = "INFO"
+
+    @property
+    def is_dev(self) -> bool:
+        return self.env == "dev"
+
+
+class DevModeRefused(RuntimeError):
+    """Dev mode was asked for where it would expose dev-only features."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def ensure_dev_mode_is_safe(settings: ComponentSettings) -> None:
+    """Refuse dev mode unless the database is SQLite and the listener is on loopback."""
+    if not settings.is_dev:
+        return
+    if not settings.database_url.startswith("sqlite"):
+        raise DevModeRefused(
+            "BROEN_ENV=dev is only allowed with the embedded SQLite databases; "
+            "unset BROEN_ENV (production) to use PostgreSQL"
+        )
+    if not is_loopback(settings.host):
+        raise DevModeRefused(
+            f"BROEN_ENV=dev is only allowed on a loopback listener, not {settings.host}; "
+            "unset BROEN_ENV (production) to listen on other addresses"
+        )
