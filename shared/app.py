@@ -5,16 +5,23 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from sqlalchemy import text
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.db import make_engine, make_sessionmaker
+from shared.internal_auth import InternalTokenVerifier
+from shared.keys import load_internal_key_set
 from shared.problems import ServiceUnavailable, install_problem_handlers
+from shared.settings import ComponentSettings
 
 log = logging.getLogger("broen.request")
 
 REQUEST_ID_HEADER = "Broen-Request-Id"
+REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.lower().encode()
 
 
 def install_common(app: FastAPI) -> None:
@@ -34,25 +41,72 @@ def install_common(app: FastAPI) -> None:
             raise ServiceUnavailable("The database is not reachable.") from None
         return {"status": "ready"}
 
-    @app.middleware("http")
-    async def request_log(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        request_id = request.headers.get(REQUEST_ID_HEADER) or str(uuid.uuid4())
-        request.state.request_id = request_id
+    app.add_middleware(RequestLogMiddleware)
+
+
+class RequestLogMiddleware:
+    """Request ids and one log line per request with the route template, never the URL
+    (a URL may hold ids). Plain ASGI: BaseHTTPMiddleware costs too much per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _header(scope, REQUEST_ID_HEADER_BYTES) or str(uuid.uuid4())
+        scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
-        response = await call_next(request)
-        response.headers[REQUEST_ID_HEADER] = request_id
-        if log.isEnabledFor(logging.INFO):
-            route = request.scope.get("route")
-            log.info(
-                "request",
-                extra={
-                    "request_id": request_id,
-                    "method": request.method,
-                    "route": getattr(route, "path", "unmatched"),
-                    "status": response.status_code,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                },
-            )
-        return response
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [
+                    *message["headers"],
+                    (REQUEST_ID_HEADER_BYTES, request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "request",
+                    extra={
+                        "request_id": request_id,
+                        "method": scope["method"],
+                        "route": getattr(scope.get("route"), "path", "unmatched"),
+                        "status": status,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    },
+                )
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            decoded: str = value.decode("latin-1")[:100]
+            return decoded
+    return None
+
+
+@asynccontextmanager
+async def service_state(
+    app: FastAPI, settings: ComponentSettings, component: str, trusted_callers: set[str]
+) -> AsyncIterator[None]:
+    """The state every service holds for its lifetime: engine, sessions, internal-token check."""
+    app.state.settings = settings
+    app.state.engine = make_engine(settings.database_url)
+    app.state.sessionmaker = make_sessionmaker(app.state.engine)
+    app.state.internal_verifier = InternalTokenVerifier(
+        component, load_internal_key_set(settings.keys_dir), trusted_callers
+    )
+    try:
+        yield
+    finally:
+        await app.state.engine.dispose()

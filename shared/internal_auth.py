@@ -108,5 +108,7 @@ def require_internal_caller(request: Request) -> CallerContext:
 CallerDep = Annotated[CallerContext, Depends(require_internal_caller)]
 
 
-def internal_headers(signer: InternalTokenSigner, audience: str, caller: CallerContext) -> dict[str, Any]:
+def internal_headers(
+    signer: InternalTokenSigner, audience: str, caller: CallerContext
+) -> dict[str, Any]:
     return {HEADER: signer.token_for(audience, caller)}

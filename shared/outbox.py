@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Integer, String
+from sqlalchemy import JSON, Integer, String
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
+from shared.db import UtcDateTime
 from shared.events import CloudEvent
 
 
@@ -25,8 +26,8 @@ class OutboxMixin:
     type: Mapped[str] = mapped_column(String(200))
     subject: Mapped[str | None] = mapped_column(String(200))
     envelope: Mapped[dict[str, Any]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    published_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 async def record_event(session: AsyncSession, model: type[OutboxMixin], event: CloudEvent) -> None:

@@ -155,9 +155,11 @@ async def _handle_problem(_: Request, exc: Exception) -> JSONResponse:
 async def _handle_validation(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = validation_errors(list(exc.errors()))
-    detail = "Malformed JSON body." if any(
-        e["code"] == "json_invalid" for e in errors
-    ) else "One or more fields are not valid."
+    detail = (
+        "Malformed JSON body."
+        if any(e["code"] == "json_invalid" for e in errors)
+        else "One or more fields are not valid."
+    )
     return problem_response(ValidationProblem(detail, errors=errors))
 
 
@@ -176,7 +178,9 @@ async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
         extra={"error_type": type(exc).__name__, "path_template": _route_template(request)},
     )
     return problem_response(
-        Problem.of(500, "internal-error", "Internal error", "The server could not complete the request.")
+        Problem.of(
+            500, "internal-error", "Internal error", "The server could not complete the request."
+        )
     )
 
 

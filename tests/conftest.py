@@ -9,8 +9,10 @@ import os
 import shutil
 import socket
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -37,7 +39,9 @@ def _postgres_url() -> str | None:
             return DEFAULT_POSTGRES_URL
     except OSError:
         if os.environ.get("CI") == "true":
-            pytest.fail("CI=true requires PostgreSQL on 127.0.0.1:5432 (or BROEN_TEST_POSTGRES_URL)")
+            pytest.fail(
+                "CI=true requires PostgreSQL on 127.0.0.1:5432 (or BROEN_TEST_POSTGRES_URL)"
+            )
         return None
 
 
@@ -56,7 +60,8 @@ def db_backend(request: pytest.FixtureRequest) -> str:
 
 
 class _Templates:
-    """Migrated once per session; each test gets a fresh copy (SQLite) or emptied tables (PostgreSQL)."""
+    """Migrated once per session; each test gets a fresh copy (SQLite) or emptied tables
+    (PostgreSQL)."""
 
     def __init__(self, backend: str, workdir: Path) -> None:
         self.backend = backend
@@ -79,7 +84,7 @@ class _Templates:
         base = _postgres_url()
         assert base is not None
         name = f"broen_test_{component}_{self.run_id}"
-        asyncio.run(_admin(base, f'CREATE DATABASE "{name}"'))
+        _blocking(_admin(base, f'CREATE DATABASE "{name}"'))
         return base.rsplit("/", 1)[0] + "/" + name
 
     def fresh(self, component: str, test_dir: Path) -> str:
@@ -89,7 +94,7 @@ class _Templates:
             target = test_dir / f"{component}.db"
             shutil.copyfile(source, target)
             return f"sqlite+aiosqlite:///{target}"
-        asyncio.run(_truncate_all(url))
+        _blocking(_truncate_all(url))
         return url
 
     def drop_all(self) -> None:
@@ -99,7 +104,13 @@ class _Templates:
         assert base is not None
         for url in self.templates.values():
             name = url.rsplit("/", 1)[1]
-            asyncio.run(_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            _blocking(_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _blocking(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run database set-up on its own loop in a thread: callers may be inside an event loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, coroutine).result()
 
 
 async def _admin(base_url: str, statement: str) -> None:

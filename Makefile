@@ -1,0 +1,24 @@
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench lint
+
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $(STAMP)
+
+# Start the whole system with the embedded default (SQLite under var/, dev mode).
+run: $(STAMP)
+	BROEN_ENV=dev exec $(VENV)/bin/broen dev up
+
+# Run the tests (SQLite always; PostgreSQL too when one answers on 127.0.0.1:5432).
+test: $(STAMP)
+	$(VENV)/bin/pytest
+
+bench: $(STAMP)
+	$(VENV)/bin/python bench/run.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .

@@ -1,0 +1,208 @@
+"""`broen dev ...`: the embedded default for local trials. Refused outside dev mode."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import typer
+from joserfc import jwt
+from joserfc.jwk import OKPKey
+from stdnum.no import fodselsnummer
+
+from broen_cli.common import JsonOption, emit, fail, require_dev_mode, settings_for
+from broen_cli.orgs import add_organisation
+from gateway.oauth import register_client
+from gateway.settings import GatewaySettings
+from services.participant import service as participant_service
+from services.participant import store as participant_store
+from services.participant.schemas import OrganisationCreate, ParticipantCreate
+from shared.crypto import Keyring
+from shared.db import make_engine, make_sessionmaker
+from shared.internal_auth import CallerContext
+from shared.keys import write_secret_json
+
+dev_app = typer.Typer(help="Local trials (BROEN_ENV=dev only).", no_args_is_help=True)
+
+DEMO_DIR = Path("var/demo")
+# Synthetic organisation numbers (valid check digits, not real organisations), except NAV's own.
+DEMO_ORGANISATIONS = [
+    {"orgnr": "889640782", "name": "NAV Demo-kontor", "agency_type": "nav", "county": "Oslo"},
+    {
+        "orgnr": "310123455",
+        "name": "Demo videregående skole",
+        "agency_type": "skole",
+        "county": "Oslo",
+    },
+    {
+        "orgnr": "310123463",
+        "name": "Demo fylkeskommune, OT",
+        "agency_type": "fylkeskommune",
+        "county": "Oslo",
+    },
+    {"orgnr": "310123471", "name": "Demo kommune", "agency_type": "kommune", "county": "Oslo"},
+]
+DEMO_CLIENTS = {
+    "demo-nav": (
+        "889640782",
+        "participants:read participants:write events:write consents:read messages",
+    ),
+    "demo-skole": ("310123455", "participants:read participants:write consents:read messages"),
+    "demo-ot": ("310123463", "participants:read participants:write messages"),
+}
+# Synthetic people: birth dates in 2005-2007, individual numbers 500-999 (born 2000-2039).
+DEMO_PARTICIPANTS = [
+    ("Kari Nordmann", "150805512", "310123455"),
+    ("Ola Nordmann", "020306534", "889640782"),
+    ("Aisha Demo", "300707551", "310123455"),
+]
+
+
+def synthetic_national_id(first_nine: str) -> str:
+    first = fodselsnummer.calc_check_digit1(first_nine)
+    return first_nine + first + fodselsnummer.calc_check_digit2(first_nine + first)
+
+
+def demo_key_path(client_id: str) -> Path:
+    return DEMO_DIR / f"{client_id}.private.jwk.json"
+
+
+async def _database_is_empty() -> bool:
+    engine = make_engine(settings_for("participant").database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            return not await participant_store.list_organisations(session)
+    finally:
+        await engine.dispose()
+
+
+async def _seed_participants() -> int:
+    settings = settings_for("participant")
+    keyring = Keyring.load(settings.keys_dir, "participant")
+    engine = make_engine(settings.database_url)
+    try:
+        for name, first_nine, orgnr in DEMO_PARTICIPANTS:
+            async with make_sessionmaker(engine).begin() as session:
+                organisation = await participant_store.get_organisation(session, orgnr)
+                assert organisation is not None
+                caller = CallerContext(
+                    kind="system", orgnr=orgnr, agency_type=organisation.agency_type
+                )
+                await participant_service.register(
+                    session,
+                    keyring,
+                    caller,
+                    ParticipantCreate(
+                        national_id=synthetic_national_id(first_nine),
+                        name=name,
+                        source_system="broen dev seed",
+                        verification="verified",
+                    ),
+                )
+    finally:
+        await engine.dispose()
+    return len(DEMO_PARTICIPANTS)
+
+
+def seed_demo_world() -> dict[str, Any]:
+    """Organisations, API clients with keys under var/demo/, and a few synthetic participants."""
+    for org in DEMO_ORGANISATIONS:
+        asyncio.run(add_organisation(OrganisationCreate(**org)))  # type: ignore[arg-type]
+    clients = []
+    for client_id, (orgnr, scopes) in DEMO_CLIENTS.items():
+        key = OKPKey.generate_key("Ed25519", parameters={"kid": f"{client_id}-1"})
+        path = demo_key_path(client_id)
+        if path.exists():
+            path.unlink()
+        write_secret_json(path, key.as_dict(private=True))
+        agency_type = next(o["agency_type"] for o in DEMO_ORGANISATIONS if o["orgnr"] == orgnr)
+        asyncio.run(
+            register_client(
+                GatewaySettings(),  # type: ignore[call-arg]
+                client_id=client_id,
+                orgnr=orgnr,
+                agency_type=agency_type,
+                scopes=scopes.split(),
+                jwks={"keys": [key.as_dict(private=False)]},
+            )
+        )
+        clients.append({"client_id": client_id, "orgnr": orgnr, "private_key": str(path)})
+    participants = asyncio.run(_seed_participants())
+    return {
+        "organisations": len(DEMO_ORGANISATIONS),
+        "clients": clients,
+        "participants": participants,
+    }
+
+
+@dev_app.command("seed")
+def seed(as_json: bool = JsonOption) -> None:
+    """Seed the demo world if the databases are empty."""
+    require_dev_mode()
+    if not asyncio.run(_database_is_empty()):
+        emit(as_json, {"seeded": False}, "the databases already hold data; nothing seeded")
+        return
+    result = seed_demo_world()
+    emit(as_json, {"seeded": True, **result}, f"seeded the demo world: {json.dumps(result)}")
+
+
+def _demo_assertion(client_id: str) -> str:
+    path = demo_key_path(client_id)
+    if not path.exists():
+        fail(f"no demo key for {client_id} under {DEMO_DIR}; run `broen dev seed` first")
+    key = OKPKey.import_key(json.loads(path.read_text()))
+    issuer = GatewaySettings().issuer  # type: ignore[call-arg]
+    now = int(time.time())
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": issuer,
+        "iat": now,
+        "exp": now + 60,
+        "jti": str(uuid.uuid4()),
+    }
+    return jwt.encode({"alg": "Ed25519", "kid": key.kid}, claims, key, algorithms=["Ed25519"])
+
+
+ClientOption = typer.Option(..., "--client-id", help="demo-nav, demo-skole or demo-ot.")
+
+
+@dev_app.command("assertion")
+def assertion(client_id: str = ClientOption, as_json: bool = JsonOption) -> None:
+    """Print a signed client assertion (private_key_jwt) of a demo client, for /oauth/token."""
+    require_dev_mode()
+    signed = _demo_assertion(client_id)
+    emit(as_json, {"client_assertion": signed}, signed)
+
+
+@dev_app.command("token")
+def token(
+    client_id: str = ClientOption,
+    scope: str = typer.Option("participants:read participants:write", "--scope"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Obtain an access token for a demo client from the running gateway (the real flow)."""
+    require_dev_mode()
+    issuer = GatewaySettings().issuer  # type: ignore[call-arg]
+    try:
+        response = httpx.post(
+            f"{issuer}/oauth/token",
+            data={
+                "grant_type": "client_credentials",
+                "scope": scope,
+                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                "client_assertion": _demo_assertion(client_id),
+            },
+            timeout=5,
+        )
+    except httpx.HTTPError:
+        fail(f"the gateway at {issuer} is not answering; is `make run` running?")
+    if response.status_code != 200:
+        fail(f"the gateway refused: {response.text}")
+    issued = response.json()
+    emit(as_json, issued, issued["access_token"])

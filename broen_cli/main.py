@@ -1,0 +1,165 @@
+"""The `broen` command."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from broen_cli.common import (
+    MIGRATIONS,
+    ROOT,
+    SETTINGS,
+    JsonOption,
+    emit,
+    fail,
+    require_dev_mode,
+    settings_for,
+)
+from broen_cli.dev import dev_app, seed_demo_world
+from broen_cli.orgs import org_app
+from shared.keys import MissingKey, init_keys_dir
+from shared.migrations import upgrade
+from shared.settings import DevModeRefused, ensure_dev_mode_is_safe
+
+app = typer.Typer(
+    help="Broen: consent-gated information sharing between agencies.", no_args_is_help=True
+)
+admin_app = typer.Typer(help="Operator commands.", no_args_is_help=True)
+keys_app = typer.Typer(help="Key material.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
+app.add_typer(dev_app, name="dev")
+admin_app.add_typer(org_app, name="org")
+admin_app.add_typer(keys_app, name="keys")
+
+
+def _client_app() -> typer.Typer:
+    from broen_cli.client import client_app
+
+    return client_app
+
+
+admin_app.add_typer(_client_app(), name="client", help="API clients (systems) and their keys.")
+
+ComponentArgument = typer.Argument(..., help="gateway, participant, consent or messaging")
+
+
+def _migrate_all() -> list[str]:
+    migrated = []
+    for component, location in MIGRATIONS.items():
+        settings = settings_for(component)
+        if settings.database_url.startswith("sqlite"):
+            Path(settings.database_url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+        upgrade(location, settings.database_url)
+        migrated.append(component)
+    return migrated
+
+
+@app.command()
+def migrate(as_json: bool = JsonOption) -> None:
+    """Run every component's database migrations."""
+    migrated = _migrate_all()
+    emit(as_json, {"migrated": migrated}, "migrated: " + ", ".join(migrated))
+
+
+@keys_app.command("init")
+def keys_init(
+    directory: Path = typer.Option(None, "--dir", help="Defaults to BROEN_KEYS_DIR or var/keys."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Create every missing key file (never overwrites)."""
+    target = directory or Path(os.environ.get("BROEN_KEYS_DIR", "var/keys"))
+    written = init_keys_dir(target)
+    emit(
+        as_json,
+        {"dir": str(target), "written": written},
+        f"{target}: wrote {len(written)} key file(s)",
+    )
+
+
+@app.command()
+def serve(component: str = ComponentArgument) -> None:
+    """Run one component (used by the Procfile and by container images)."""
+    import uvicorn
+
+    from shared.logs import configure_logging
+
+    if component not in SETTINGS:
+        fail(f"unknown component {component!r}; choose one of {', '.join(SETTINGS)}")
+    settings = settings_for(component)
+    configure_logging(component, settings.log_level)
+    factory = _factory(component)
+    try:
+        application = factory(settings)
+    except DevModeRefused as refusal:
+        fail(str(refusal))
+    try:
+        uvicorn.run(
+            application,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+    except MissingKey as missing:
+        fail(str(missing))
+
+
+def _factory(component: str):  # type: ignore[no-untyped-def]
+    if component == "gateway":
+        from gateway.app import create_app
+    elif component == "participant":
+        from services.participant.app import create_app  # type: ignore[assignment]
+    elif component == "consent":
+        from services.consent.app import create_app  # type: ignore[assignment]
+    else:
+        from services.messaging.app import create_app  # type: ignore[assignment]
+    return create_app
+
+
+WALKTHROUGH = """
+Broen is starting (dev mode, embedded SQLite under var/):
+
+  gateway      http://127.0.0.1:8000   (API docs: http://127.0.0.1:8000/docs)
+  participant  http://127.0.0.1:8001   consent http://127.0.0.1:8002
+  messaging    http://127.0.0.1:8003   (services answer only the gateway's internal tokens)
+
+Try it in another terminal (the demo school is the API client demo-skole):
+
+  TOKEN=$(.venv/bin/broen dev token --client-id demo-skole)
+  curl -s http://127.0.0.1:8000/api/v1/participants -H "Authorization: Bearer $TOKEN" \\
+       -H 'Content-Type: application/json' \\
+       -d '{"national_id": "01010750160", "name": "Demo Elev", "source_system": "curl"}'
+  curl -s http://127.0.0.1:8000/api/v1/participants/ID -H "Authorization: Bearer $TOKEN"
+
+Ctrl-C stops everything.
+"""
+
+
+@dev_app.command("up")
+def up() -> None:
+    """Keys, migrations, demo seed, then every component under one supervisor (`make run`)."""
+    require_dev_mode()
+    for component in SETTINGS:
+        try:
+            ensure_dev_mode_is_safe(settings_for(component))
+        except DevModeRefused as refusal:
+            fail(f"{component}: {refusal}")
+    init_keys_dir(Path(os.environ.get("BROEN_KEYS_DIR", "var/keys")))
+    _migrate_all()
+    from broen_cli.dev import _database_is_empty
+
+    if asyncio.run(_database_is_empty()):
+        seed_demo_world()
+    typer.echo(WALKTHROUGH)
+    honcho = Path(sys.executable).parent / "honcho"
+    # Replace this process with the supervisor, so Ctrl-C reaches it and its children directly.
+    os.execv(str(honcho), [str(honcho), "start", "-f", str(ROOT / "Procfile"), "-d", os.getcwd()])  # noqa: S606
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,67 @@
+"""The gateway: the only public entry. Authentication, personvern, and the proxy."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from gateway.clients import ParticipantClient, Upstream
+from gateway.oauth import AuthRuntime
+from gateway.oauth import router as oauth_router
+from gateway.participants import router as participants_router
+from gateway.settings import GatewaySettings
+from shared.app import install_common
+from shared.db import make_engine, make_sessionmaker
+from shared.internal_auth import InternalTokenSigner
+from shared.keys import load_internal_signing_key
+from shared.settings import ensure_dev_mode_is_safe
+
+COMPONENT = "gateway"
+
+
+def create_app(
+    settings: GatewaySettings,
+    *,
+    upstream_transports: dict[str, httpx.AsyncBaseTransport] | None = None,
+) -> FastAPI:
+    """`upstream_transports` lets tests put the services in-process behind the gateway."""
+    ensure_dev_mode_is_safe(settings)
+    transports = upstream_transports or {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.engine = make_engine(settings.database_url)
+        app.state.sessionmaker = make_sessionmaker(app.state.engine)
+        app.state.auth = AuthRuntime.load(settings)
+        signer = InternalTokenSigner(
+            COMPONENT, load_internal_signing_key(settings.keys_dir, COMPONENT)
+        )
+        participant = Upstream(
+            "participant",
+            settings.participant_url,
+            signer,
+            settings,
+            transport=transports.get("participant"),
+        )
+        app.state.participant_client = ParticipantClient(participant)
+        try:
+            yield
+        finally:
+            await participant.aclose()
+            await app.state.engine.dispose()
+
+    app = FastAPI(
+        title="Broen",
+        version="1",
+        description="Consent-gated, audited information sharing between the agencies "
+        "that follow up the same person.",
+        lifespan=lifespan,
+    )
+    install_common(app)
+    app.include_router(oauth_router)
+    app.include_router(participants_router)
+    return app

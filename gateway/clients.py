@@ -1,0 +1,151 @@
+"""Typed clients for the services behind the gateway: one long-lived HTTP client per
+upstream, explicit timeouts, internal tokens on every call, problems turned into exceptions."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from gateway.settings import GatewaySettings
+from services.participant.schemas import ParticipantRead
+from shared.internal_auth import CallerContext, InternalTokenSigner, internal_headers
+from shared.problems import Problem, ServiceUnavailable
+
+RELATIONSHIP_HEADER = "Broen-Caller-Relationship"
+
+
+class UpstreamProblem(Problem):
+    """A problem answered by a service, passed on to the caller as it was."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(str(body.get("detail", "")))
+        self.status = status
+        self._body = body
+
+    def body(self) -> dict[str, Any]:
+        return self._body
+
+
+class Upstream:
+    """One service behind the gateway."""
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        signer: InternalTokenSigner,
+        settings: GatewaySettings,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.name = name
+        self.signer = signer
+        self.http = httpx.AsyncClient(
+            base_url=base_url,
+            transport=transport,
+            timeout=httpx.Timeout(
+                settings.upstream_timeout_seconds, connect=settings.upstream_connect_timeout_seconds
+            ),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
+        )
+
+    def headers_for(self, caller: CallerContext) -> dict[str, str]:
+        headers = internal_headers(self.signer, self.name, caller)
+        if caller.request_id:
+            headers["Broen-Request-Id"] = caller.request_id
+        return headers
+
+    async def send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
+        try:
+            return await self.http.send(request, stream=stream)
+        except (httpx.TransportError, httpx.TimeoutException):
+            raise ServiceUnavailable(
+                f"The {self.name} service is not answering; try again shortly."
+            ) from None
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        caller: CallerContext,
+        *,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        all_headers = self.headers_for(caller)
+        if content is not None:
+            all_headers["Content-Type"] = "application/json"
+        all_headers.update(headers or {})
+        response = await self.send(
+            self.http.build_request(method, path, content=content, headers=all_headers)
+        )
+        if response.status_code >= 400:
+            raise _problem_from(self.name, response)
+        return response
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+def _problem_from(name: str, response: httpx.Response) -> Problem:
+    if response.status_code >= 500:
+        return ServiceUnavailable(f"The {name} service could not answer; try again shortly.")
+    if response.status_code == 401:
+        # The gateway's own internal token was refused: a configuration fault, not the caller's.
+        return ServiceUnavailable(f"The {name} service refused the gateway; try again shortly.")
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"title": "Upstream error", "status": response.status_code}
+    return UpstreamProblem(response.status_code, body)
+
+
+@dataclass(frozen=True)
+class ParticipantAnswer:
+    participant: ParticipantRead
+    status: int
+    etag: str | None
+    registered_by_caller: bool
+
+
+class ParticipantClient:
+    def __init__(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+
+    async def register(self, caller: CallerContext, body: bytes) -> ParticipantAnswer:
+        return _answer(
+            await self.upstream.call("POST", "/api/v1/participants", caller, content=body)
+        )
+
+    async def lookup(self, caller: CallerContext, body: bytes) -> ParticipantAnswer:
+        response = await self.upstream.call(
+            "POST", "/api/v1/participants/lookup", caller, content=body
+        )
+        return _answer(response)
+
+    async def read(self, caller: CallerContext, participant_id: uuid.UUID) -> ParticipantAnswer:
+        response = await self.upstream.call("GET", f"/api/v1/participants/{participant_id}", caller)
+        return _answer(response)
+
+    async def update(
+        self, caller: CallerContext, participant_id: uuid.UUID, body: bytes, if_match: str | None
+    ) -> ParticipantAnswer:
+        response = await self.upstream.call(
+            "PATCH",
+            f"/api/v1/participants/{participant_id}",
+            caller,
+            content=body,
+            headers={"If-Match": if_match} if if_match is not None else None,
+        )
+        return _answer(response)
+
+
+def _answer(response: httpx.Response) -> ParticipantAnswer:
+    return ParticipantAnswer(
+        participant=ParticipantRead.model_validate_json(response.content),
+        status=response.status_code,
+        etag=response.headers.get("ETag"),
+        registered_by_caller=response.headers.get(RELATIONSHIP_HEADER) == "registered",
+    )

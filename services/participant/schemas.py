@@ -1,0 +1,144 @@
+"""Wire models of the participant service. The gateway parses upstream answers into
+these same models before projecting them, so the contract is written once."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from stdnum.no import fodselsnummer, orgnr
+
+from shared.vocabulary import Adressebeskyttelse, AgencyType
+
+Verification = Literal["self_reported", "verified"]
+
+
+def _valid_national_id(value: str) -> str:
+    # stdnum's messages never contain the number; ours must not either.
+    try:
+        return str(fodselsnummer.validate(value))
+    except Exception:
+        raise ValueError("not a valid fødselsnummer or D-nummer") from None
+
+
+def _valid_orgnr(value: str) -> str:
+    try:
+        return str(orgnr.validate(value))
+    except Exception:
+        raise ValueError("not a valid organisasjonsnummer") from None
+
+
+NationalId = Annotated[str, StringConstraints(max_length=20), AfterValidator(_valid_national_id)]
+Orgnr = Annotated[str, StringConstraints(max_length=20), AfterValidator(_valid_orgnr)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9 ]{8,20}$")]
+Email = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
+]
+
+
+class Address(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    street: Text
+    postal_code: Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")]
+    city: Text
+    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] = "NO"
+
+
+class OrganisationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    orgnr: Orgnr
+    name: Text
+    agency_type: AgencyType
+    county: Text | None = None
+
+
+class OrganisationRead(BaseModel):
+    orgnr: str
+    name: str
+    agency_type: AgencyType
+    county: str | None
+
+
+class OrganisationList(BaseModel):
+    items: list[OrganisationRead]
+    next_cursor: str | None = None
+
+
+class _Attributes(BaseModel):
+    """The attributes a caller may record; each gets the caller's provenance."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Text | None = None
+    phone: Phone | None = None
+    email: Email | None = None
+    address: Address | None = None
+    adressebeskyttelse: Adressebeskyttelse | None = None
+    skjermet: bool | None = None
+
+
+class ParticipantCreate(_Attributes):
+    national_id: NationalId
+    name: Text
+    source_system: Text = Field(description="The system the data came from, e.g. a school's SIS.")
+    verification: Verification = "self_reported"
+
+
+class ParticipantUpdate(_Attributes):
+    """Changes the caller organisation's own values; a field set to null removes its value."""
+
+    source_system: Text
+    verification: Verification = "self_reported"
+
+
+class ParticipantLookup(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    national_id: NationalId
+
+
+class Provenance(BaseModel):
+    owner_orgnr: str
+    owner_agency_type: AgencyType
+    source_system: str
+    verification: Verification
+    recorded_at: datetime
+
+
+class Withheld(BaseModel):
+    field: str
+    reason: str
+
+
+class ParticipantRead(BaseModel):
+    """A participant as one caller sees it. Fields the caller may not see are absent
+    and listed in `withheld`; the national id is never returned."""
+
+    id: uuid.UUID
+    name: str | None = None
+    birth_date: date | None = None
+    phone: str | None = None
+    email: str | None = None
+    address: Address | None = None
+    adressebeskyttelse: Adressebeskyttelse | None = None
+    skjermet: bool | None = None
+    provenance: dict[str, Provenance] = Field(default_factory=dict)
+    withheld: list[Withheld] = Field(default_factory=list)
+
+
+# Every field of ParticipantRead that carries an attribute value.
+ATTRIBUTE_FIELDS: tuple[str, ...] = (
+    "name",
+    "birth_date",
+    "phone",
+    "email",
+    "address",
+    "adressebeskyttelse",
+    "skjermet",
+)

@@ -1,0 +1,278 @@
+"""Registering, reading and updating participants: the steps that span several
+store calls and the participant's data key."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from stdnum.no import fodselsnummer
+
+from services.participant import store
+from services.participant.errors import CallerOrganisationUnknown, ParticipantNotFound
+from services.participant.models import Attribute, Organisation, OutboxEvent
+from services.participant.schemas import (
+    ATTRIBUTE_FIELDS,
+    ParticipantCreate,
+    ParticipantRead,
+    ParticipantUpdate,
+    Provenance,
+)
+from shared.crypto import Keyring, WrappedKey, associated_data, open_sealed, seal
+from shared.events import make_event
+from shared.internal_auth import CallerContext
+from shared.outbox import record_event
+from shared.problems import PreconditionFailed
+
+EVENT_SOURCE = "/broen/participant"
+NATIONAL_ID_INDEX = "national_id"
+# Strictest first: when organisations disagree, the strictest protection wins.
+PROTECTION_ORDER = ("strengt_fortrolig_utland", "strengt_fortrolig", "fortrolig")
+
+
+@dataclass(frozen=True)
+class ParticipantView:
+    """A participant as the calling organisation sees it before the gateway's projection."""
+
+    read: ParticipantRead
+    version: int
+    registered_by_caller: bool
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+async def caller_organisation(session: AsyncSession, caller: CallerContext) -> Organisation:
+    organisation = await store.get_organisation(session, caller.orgnr) if caller.orgnr else None
+    if organisation is None:
+        raise CallerOrganisationUnknown()
+    return organisation
+
+
+async def register(
+    session: AsyncSession, keyring: Keyring, caller: CallerContext, data: ParticipantCreate
+) -> tuple[ParticipantView, bool]:
+    """Create-or-link. Returns the view and whether this organisation registered the person
+    just now (True both for a person new to Broen and one known to another organisation)."""
+    organisation = await caller_organisation(session, caller)
+    now = now_utc()
+    index = keyring.blind_index(NATIONAL_ID_INDEX, data.national_id)
+    participant_id = await store.find_participant_id(session, index)
+    if participant_id is None:
+        participant_id = uuid.uuid4()
+        data_key, wrapped = keyring.new_data_key(str(participant_id))
+        sealed = seal(
+            data_key,
+            data.national_id.encode(),
+            associated_data("participants", "national_id", str(participant_id)),
+        )
+        inserted = await store.insert_participant(
+            session,
+            participant_id=participant_id,
+            national_id_index=index,
+            national_id_sealed=sealed,
+            key_id=wrapped.kid,
+            wrapped_key=wrapped.wrapped,
+            now=now,
+        )
+        if not inserted:  # registered concurrently by someone else: link to that record
+            participant_id = await store.find_participant_id(session, index)
+            assert participant_id is not None
+    newly_registered = await store.add_registration(
+        session, participant_id=participant_id, orgnr=organisation.orgnr, now=now
+    )
+    if newly_registered:
+        values = data.model_dump(include=set(ATTRIBUTE_FIELDS), exclude_none=True, mode="json")
+        values["birth_date"] = fodselsnummer.get_birth_date(data.national_id).isoformat()
+        await _write_attributes(
+            session,
+            keyring,
+            participant_id,
+            organisation,
+            values,
+            data.source_system,
+            data.verification,
+            now,
+        )
+        await store.bump_version(
+            session, participant_id=participant_id, expected_version=None, now=now
+        )
+        await record_event(
+            session,
+            OutboxEvent,
+            make_event(
+                EVENT_SOURCE,
+                "participant.registered",
+                subject=str(participant_id),
+                data={"participant_id": str(participant_id), "orgnr": organisation.orgnr},
+            ),
+        )
+    return await view(session, keyring, caller, participant_id), newly_registered
+
+
+async def find(session: AsyncSession, keyring: Keyring, national_id: str) -> uuid.UUID | None:
+    return await store.find_participant_id(
+        session, keyring.blind_index(NATIONAL_ID_INDEX, national_id)
+    )
+
+
+async def update(
+    session: AsyncSession,
+    keyring: Keyring,
+    caller: CallerContext,
+    participant_id: uuid.UUID,
+    data: ParticipantUpdate,
+    expected_version: int,
+) -> ParticipantView:
+    organisation = await caller_organisation(session, caller)
+    if not await store.is_registered(session, participant_id, organisation.orgnr):
+        raise ParticipantNotFound()
+    now = now_utc()
+    if (
+        await store.bump_version(
+            session, participant_id=participant_id, expected_version=expected_version, now=now
+        )
+        is None
+    ):
+        raise PreconditionFailed("The participant changed since you read it; read it again.")
+    changed = data.model_fields_set & set(ATTRIBUTE_FIELDS)
+    values = data.model_dump(include=changed, mode="json")
+    for field in [f for f, v in values.items() if v is None]:
+        await store.remove_attribute(
+            session, participant_id=participant_id, field=field, owner_orgnr=organisation.orgnr
+        )
+        del values[field]
+    await _write_attributes(
+        session,
+        keyring,
+        participant_id,
+        organisation,
+        values,
+        data.source_system,
+        data.verification,
+        now,
+    )
+    await record_event(
+        session,
+        OutboxEvent,
+        make_event(
+            EVENT_SOURCE,
+            "participant.updated",
+            subject=str(participant_id),
+            data={"participant_id": str(participant_id), "fields": sorted(changed)},
+        ),
+    )
+    return await view(session, keyring, caller, participant_id)
+
+
+async def _write_attributes(
+    session: AsyncSession,
+    keyring: Keyring,
+    participant_id: uuid.UUID,
+    organisation: Organisation,
+    values: dict[str, Any],
+    source_system: str,
+    verification: str,
+    now: datetime,
+) -> None:
+    data_key = await _data_key(session, keyring, participant_id)
+    for field, value in values.items():
+        aad = associated_data("attributes", field, f"{participant_id}/{organisation.orgnr}")
+        await store.put_attribute(
+            session,
+            Attribute(
+                participant_id=participant_id,
+                field=field,
+                owner_orgnr=organisation.orgnr,
+                owner_agency_type=organisation.agency_type,
+                value_sealed=seal(data_key, json.dumps(value).encode(), aad),
+                source_system=source_system,
+                verification=verification,
+                recorded_at=now,
+            ),
+        )
+    await session.flush()
+
+
+async def _data_key(session: AsyncSession, keyring: Keyring, participant_id: uuid.UUID) -> bytes:
+    wrapped = await store.get_wrapped_key(session, participant_id)
+    if wrapped is None:  # shredded or never existed
+        raise ParticipantNotFound()
+    return keyring.unwrap(WrappedKey(wrapped.kid, wrapped.wrapped_key), str(participant_id))
+
+
+async def view(
+    session: AsyncSession, keyring: Keyring, caller: CallerContext, participant_id: uuid.UUID
+) -> ParticipantView:
+    """The participant with, per field, the value the caller's organisation recorded, else the
+    most recent verified one, else the most recent one. Projection is the gateway's job."""
+    participant = await store.get_participant(session, participant_id)
+    if participant is None:
+        raise ParticipantNotFound()
+    data_key = await _data_key(session, keyring, participant_id)
+    attributes = await store.list_attributes(session, participant_id)
+    chosen: dict[str, Attribute] = {}
+    for attribute in attributes:
+        current = chosen.get(attribute.field)
+        if current is None or _preferred(attribute, current, caller.orgnr):
+            chosen[attribute.field] = attribute
+    opened = {(a.field, a.owner_orgnr): _open_attribute(data_key, a) for a in attributes}
+    _apply_strictest_protection(chosen, attributes, opened)
+    values: dict[str, Any] = {}
+    provenance: dict[str, Provenance] = {}
+    for field, attribute in chosen.items():
+        values[field] = opened[(field, attribute.owner_orgnr)]
+        provenance[field] = Provenance(
+            owner_orgnr=attribute.owner_orgnr,
+            owner_agency_type=attribute.owner_agency_type,  # type: ignore[arg-type]
+            source_system=attribute.source_system,
+            verification=attribute.verification,  # type: ignore[arg-type]
+            recorded_at=attribute.recorded_at,
+        )
+    read = ParticipantRead(id=participant.id, provenance=provenance, **values)
+    registered = bool(caller.orgnr) and await store.is_registered(
+        session, participant_id, caller.orgnr or ""
+    )
+    return ParticipantView(read=read, version=participant.version, registered_by_caller=registered)
+
+
+def _preferred(candidate: Attribute, current: Attribute, caller_orgnr: str | None) -> bool:
+    def rank(attribute: Attribute) -> tuple[bool, bool, datetime]:
+        return (
+            attribute.owner_orgnr == caller_orgnr,
+            attribute.verification == "verified",
+            attribute.recorded_at,
+        )
+
+    return rank(candidate) > rank(current)
+
+
+def _open_attribute(data_key: bytes, attribute: Attribute) -> Any:
+    aad = associated_data(
+        "attributes", attribute.field, f"{attribute.participant_id}/{attribute.owner_orgnr}"
+    )
+    value = json.loads(open_sealed(data_key, attribute.value_sealed, aad))
+    return date.fromisoformat(value) if attribute.field == "birth_date" else value
+
+
+def _apply_strictest_protection(
+    chosen: dict[str, Attribute], attributes: list[Attribute], opened: dict[tuple[str, str], Any]
+) -> None:
+    """Protection flags are not a matter of preference: the strictest any organisation
+    recorded applies, and its provenance goes with it."""
+
+    def strictness(attribute: Attribute) -> int:
+        value = opened[(attribute.field, attribute.owner_orgnr)]
+        if attribute.field == "skjermet":
+            return 1 if value else 0
+        return len(PROTECTION_ORDER) - PROTECTION_ORDER.index(value) if value else 0
+
+    for field in ("adressebeskyttelse", "skjermet"):
+        candidates = [a for a in attributes if a.field == field and strictness(a) > 0]
+        if candidates:
+            chosen[field] = max(candidates, key=strictness)

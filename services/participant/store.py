@@ -1,0 +1,151 @@
+"""All SQL of the participant service. Functions flush, never commit."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.participant.models import (
+    Attribute,
+    Organisation,
+    Participant,
+    ParticipantKey,
+    Registration,
+)
+
+
+async def add_organisation(
+    session: AsyncSession,
+    *,
+    orgnr: str,
+    name: str,
+    agency_type: str,
+    county: str | None,
+    now: datetime,
+) -> Organisation | None:
+    """The new organisation, or None when the orgnr is already registered."""
+    organisation = Organisation(
+        orgnr=orgnr, name=name, agency_type=agency_type, county=county, created_at=now
+    )
+    try:
+        async with session.begin_nested():
+            session.add(organisation)
+    except IntegrityError:
+        return None
+    return organisation
+
+
+async def get_organisation(session: AsyncSession, orgnr: str) -> Organisation | None:
+    return await session.get(Organisation, orgnr)
+
+
+async def list_organisations(session: AsyncSession) -> list[Organisation]:
+    return list((await session.scalars(select(Organisation).order_by(Organisation.orgnr))).all())
+
+
+async def get_participant(session: AsyncSession, participant_id: uuid.UUID) -> Participant | None:
+    return await session.get(Participant, participant_id)
+
+
+async def find_participant_id(session: AsyncSession, national_id_index: str) -> uuid.UUID | None:
+    return await session.scalar(
+        select(Participant.id).where(Participant.national_id_index == national_id_index)
+    )
+
+
+async def insert_participant(
+    session: AsyncSession,
+    *,
+    participant_id: uuid.UUID,
+    national_id_index: str,
+    national_id_sealed: bytes,
+    key_id: str,
+    wrapped_key: bytes,
+    now: datetime,
+) -> bool:
+    """Insert a new participant and their data key; False if the national id is already known
+    (another request may have registered the same person a moment ago)."""
+    try:
+        async with session.begin_nested():
+            session.add(
+                Participant(
+                    id=participant_id,
+                    national_id_index=national_id_index,
+                    national_id_sealed=national_id_sealed,
+                    version=1,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            await session.flush()
+            session.add(
+                ParticipantKey(participant_id=participant_id, kid=key_id, wrapped_key=wrapped_key)
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+async def get_wrapped_key(
+    session: AsyncSession, participant_id: uuid.UUID
+) -> ParticipantKey | None:
+    return await session.get(ParticipantKey, participant_id)
+
+
+async def is_registered(session: AsyncSession, participant_id: uuid.UUID, orgnr: str) -> bool:
+    return await session.get(Registration, (participant_id, orgnr)) is not None
+
+
+async def add_registration(
+    session: AsyncSession, *, participant_id: uuid.UUID, orgnr: str, now: datetime
+) -> bool:
+    """Register the organisation with the participant; False if it already was."""
+    try:
+        async with session.begin_nested():
+            session.add(Registration(participant_id=participant_id, orgnr=orgnr, registered_at=now))
+    except IntegrityError:
+        return False
+    return True
+
+
+async def list_attributes(session: AsyncSession, participant_id: uuid.UUID) -> list[Attribute]:
+    result = await session.scalars(
+        select(Attribute).where(Attribute.participant_id == participant_id)
+    )
+    return list(result.all())
+
+
+async def put_attribute(session: AsyncSession, attribute: Attribute) -> None:
+    await session.merge(attribute)
+
+
+async def remove_attribute(
+    session: AsyncSession, *, participant_id: uuid.UUID, field: str, owner_orgnr: str
+) -> None:
+    await session.execute(
+        delete(Attribute).where(
+            Attribute.participant_id == participant_id,
+            Attribute.field == field,
+            Attribute.owner_orgnr == owner_orgnr,
+        )
+    )
+
+
+async def bump_version(
+    session: AsyncSession, *, participant_id: uuid.UUID, expected_version: int | None, now: datetime
+) -> int | None:
+    """Increase the version; with `expected_version`, only if it still matches (If-Match).
+    Returns the new version, or None when the expected version was stale."""
+    statement = update(Participant).where(Participant.id == participant_id)
+    if expected_version is not None:
+        statement = statement.where(Participant.version == expected_version)
+    result = await session.execute(
+        statement.values(version=Participant.version + 1, updated_at=now).returning(
+            Participant.version
+        )
+    )
+    return result.scalar_one_or_none()

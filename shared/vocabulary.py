@@ -1,0 +1,13 @@
+"""The words every part of Broen must agree on: agency types (DOMAIN.md) and
+adressebeskyttelse levels. Organisations, units and staff are data; these are not."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+AgencyType = Literal[
+    "nav", "fylkeskommune", "skole", "kommune", "tiltaksarrangor", "laerebedrift", "helse"
+]
+AGENCY_TYPES: tuple[str, ...] = AgencyType.__args__  # type: ignore[attr-defined]
+
+Adressebeskyttelse = Literal["fortrolig", "strengt_fortrolig", "strengt_fortrolig_utland"]

@@ -1,0 +1,132 @@
+"""The whole stack in-process: the gateway's upstream clients point at the services' ASGI apps."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt as pyjwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
+from fastapi import FastAPI
+from jwt.algorithms import ECAlgorithm
+
+from gateway.app import create_app as create_gateway
+from gateway.oauth import register_client
+from gateway.settings import GatewaySettings
+from services.participant import store as participant_store
+from services.participant.app import create_app as create_participant
+from services.participant.settings import ParticipantSettings
+
+ISSUER = "https://broen.test"
+ALL_PARTICIPANT_SCOPES = ["participants:read", "participants:write"]
+
+
+@dataclass
+class Organisation:
+    orgnr: str
+    agency_type: str
+    client_id: str
+    private_key: Any
+    kid: str
+
+
+@dataclass
+class Stack:
+    gateway: FastAPI
+    participant: FastAPI
+    http: httpx.AsyncClient
+    gateway_settings: GatewaySettings
+    participant_settings: ParticipantSettings
+    organisations: dict[str, Organisation] = field(default_factory=dict)
+
+    async def add_organisation(
+        self, orgnr: str, agency_type: str, *, scopes: list[str] | None = None
+    ) -> Organisation:
+        async with self.participant.state.sessionmaker.begin() as session:
+            await participant_store.add_organisation(
+                session,
+                orgnr=orgnr,
+                name=f"Org {orgnr}",
+                agency_type=agency_type,
+                county=None,
+                now=datetime.now(UTC),
+            )
+        key = generate_private_key(SECP256R1())
+        client_id = f"client-{orgnr}"
+        kid = f"{client_id}-key"
+        public_jwk = ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
+        public_jwk.update({"kid": kid, "alg": "ES256", "use": "sig"})
+        await register_client(
+            self.gateway_settings,
+            client_id=client_id,
+            orgnr=orgnr,
+            agency_type=agency_type,
+            scopes=scopes or ALL_PARTICIPANT_SCOPES,
+            jwks={"keys": [public_jwk]},
+        )
+        organisation = Organisation(orgnr, agency_type, client_id, key, kid)
+        self.organisations[orgnr] = organisation
+        return organisation
+
+    def assertion(self, organisation: Organisation) -> str:
+        """A client assertion signed by PyJWT: a library independent of the server's."""
+        now = int(time.time())
+        claims = {
+            "iss": organisation.client_id,
+            "sub": organisation.client_id,
+            "aud": ISSUER,
+            "iat": now,
+            "exp": now + 60,
+            "jti": str(uuid.uuid4()),
+        }
+        return pyjwt.encode(
+            claims, organisation.private_key, algorithm="ES256", headers={"kid": organisation.kid}
+        )
+
+    async def token(self, organisation: Organisation, scope: str | None = None) -> str:
+        form = {
+            "grant_type": "client_credentials",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": self.assertion(organisation),
+        }
+        if scope:
+            form["scope"] = scope
+        response = await self.http.post("/oauth/token", data=form)
+        assert response.status_code == 200, response.text
+        return str(response.json()["access_token"])
+
+    async def as_org(self, organisation: Organisation) -> dict[str, str]:
+        return {"Authorization": f"Bearer {await self.token(organisation)}"}
+
+
+@pytest.fixture
+async def stack(database_url: Callable[[str], str], keys_dir: Path) -> AsyncIterator[Stack]:
+    participant_settings = ParticipantSettings(
+        database_url=database_url("participant"), keys_dir=keys_dir
+    )
+    gateway_settings = GatewaySettings(
+        database_url=database_url("gateway"),
+        keys_dir=keys_dir,
+        issuer=ISSUER,
+        participant_url="http://participant.internal",
+    )
+    participant = create_participant(participant_settings)
+    gateway = create_gateway(
+        gateway_settings,
+        upstream_transports={"participant": httpx.ASGITransport(app=participant)},
+    )
+    async with AsyncExitStack() as stack_:
+        await stack_.enter_async_context(participant.router.lifespan_context(participant))
+        await stack_.enter_async_context(gateway.router.lifespan_context(gateway))
+        http = await stack_.enter_async_context(
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url=ISSUER)
+        )
+        yield Stack(gateway, participant, http, gateway_settings, participant_settings)
