@@ -8,7 +8,11 @@ import sys
 from datetime import UTC, datetime
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "color_message",  # uvicorn's copy of the message with terminal colours
+}
 
 
 class JsonFormatter(logging.Formatter):
@@ -39,6 +43,9 @@ def configure_logging(component: str, level: str = "INFO") -> None:
     root.setLevel(level)
     # uvicorn's access log writes full URLs; our request log below writes route templates.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every request's full URL at INFO; URLs stay out of our logs.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
