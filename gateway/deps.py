@@ -1,0 +1,49 @@
+"""Authentication dependencies of the gateway's public routes."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from gateway.oauth import SCOPES, AuthRuntime
+from shared.internal_auth import CallerContext
+from shared.problems import InsufficientScope, Unauthorized
+
+
+async def authenticated_caller(request: Request) -> CallerContext:
+    """The caller of the verified `Authorization: Bearer` access token, or a 401 problem."""
+    header = request.headers.get("authorization")
+    if not header:
+        problem = Unauthorized("This request needs an access token.")
+        # RFC 6750 §3.1: a request without credentials gets the bare challenge, no error code.
+        problem.headers = {"WWW-Authenticate": "Bearer"}
+        raise problem
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("The Authorization header must be 'Bearer <access token>'.")
+    runtime: AuthRuntime = request.app.state.auth
+    caller = runtime.tokens.verify(token)
+    request_id = getattr(request.state, "request_id", None)
+    if isinstance(request_id, str):
+        caller = caller.model_copy(update={"request_id": request_id})
+    request.state.caller = caller
+    return caller
+
+
+CallerDep = Annotated[CallerContext, Depends(authenticated_caller)]
+
+
+def require_scope(scope: str) -> Callable[[CallerContext], Awaitable[CallerContext]]:
+    """A dependency returning the caller if its token holds `scope`, else a 403 problem."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+
+    async def caller_with_scope(caller: CallerDep) -> CallerContext:
+        if scope not in caller.scopes:
+            raise InsufficientScope(scope)
+        return caller
+
+    return caller_with_scope

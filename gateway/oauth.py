@@ -1,0 +1,580 @@
+"""The OAuth2 authorization server: `POST /oauth/token` and the `/.well-known` documents.
+
+Systems get access tokens with the client_credentials grant and authenticate with
+`private_key_jwt` (RFC 7523), as with Maskinporten. authlib's generic server runs the
+grant and the assertion checks; its hooks are synchronous, so a token request runs
+authlib in a worker thread whose hooks reach the request's async session through
+`anyio.from_thread`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+from urllib.parse import parse_qsl
+
+import anyio.from_thread
+import anyio.to_thread
+from authlib.common.security import is_secure_transport
+from authlib.oauth2.rfc6749 import (
+    AuthorizationServer,
+    ClientMixin,
+    InvalidClientError,
+    InvalidRequestError,
+    InvalidScopeError,
+    OAuth2Request,
+)
+from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
+from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import Key, KeySet, RSAKey, import_key
+from joserfc.jws import JWSRegistry
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway import store
+from gateway.models import OAuthClient
+from gateway.settings import GatewaySettings
+from gateway.tokens import AccessTokens, load_token_keys
+from shared.db import SessionDep, make_engine, make_sessionmaker
+from shared.problems import Conflict, ValidationProblem
+
+SCOPES = (
+    "participants:read",
+    "participants:write",
+    "events:write",
+    "consents:read",
+    "consents:write",
+    "messages",
+    "subscriptions",
+    "audit:read",
+    "admin",
+)
+# `admin` belongs to the platform operator, never to an organisation's client.
+ORGANISATION_SCOPES = tuple(scope for scope in SCOPES if scope != "admin")
+AUTH_METHOD = "private_key_jwt"
+GRANT_TYPE = "client_credentials"
+ASSERTION_TYPE = JWTBearerClientAssertion.CLIENT_ASSERTION_TYPE
+ASSERTION_ALGORITHMS = ("RS256", "PS256", "ES256", "Ed25519", "EdDSA")
+ASSERTION_MAX_AHEAD_SECONDS = 120
+ASSERTION_LEEWAY_SECONDS = 10
+MAX_FORM_BYTES = 16_384
+MAX_JTI_LENGTH = 200
+MAX_CLIENT_KEYS = 10
+
+_KEY_ALGORITHMS = {"RSA": {"RS256", "PS256"}, "EC": {"ES256"}, "OKP": {"Ed25519", "EdDSA"}}
+_PUBLIC_MEMBERS = {"RSA": ("n", "e"), "EC": ("crv", "x", "y"), "OKP": ("crv", "x")}
+_CURVES = {"EC": "P-256", "OKP": "Ed25519"}
+_CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
+_ORGNR = re.compile(r"\d{9}")
+_AGENCY_TYPE = re.compile(r"[A-Za-z0-9_-]{1,50}")
+_FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+
+router = APIRouter(tags=["oauth"])
+
+
+# --- the client registry ---------------------------------------------------------------
+
+
+class InvalidClientRegistration(ValidationProblem):
+    type = "invalid-client-registration"
+    title = "The client registration is not valid"
+
+
+class ClientAlreadyRegistered(Conflict):
+    type = "client-already-registered"
+    title = "A client with this id is already registered"
+
+
+@dataclass(frozen=True, eq=False)
+class ClientRecord(ClientMixin):  # type: ignore[misc]
+    """A registered client as authlib sees it: private_key_jwt and client_credentials only."""
+
+    client_id: str
+    orgnr: str
+    agency_type: str
+    scopes: tuple[str, ...]
+    jwks: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, row: OAuthClient) -> ClientRecord:
+        return cls(row.client_id, row.orgnr, row.agency_type, tuple(row.scopes.split()), row.jwks)
+
+    def get_client_id(self) -> str:
+        return self.client_id
+
+    def get_default_redirect_uri(self) -> None:
+        return None
+
+    def get_allowed_scope(self, scope: str | None) -> str:
+        return " ".join(self.granted_scopes(scope))
+
+    def granted_scopes(self, requested: str | None) -> tuple[str, ...]:
+        """The scopes to grant: those requested that are allowed, or all allowed by default."""
+        if not requested:
+            return self.scopes
+        return tuple(scope for scope in self.scopes if scope in requested.split())
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        return False
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        return False
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        return method == AUTH_METHOD and endpoint == "token"
+
+    def check_response_type(self, response_type: str) -> bool:
+        return False
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type == GRANT_TYPE
+
+
+def validate_client_jwks(jwks: Any) -> dict[str, Any]:
+    """The client's JWKS reduced to public members, or InvalidClientRegistration."""
+    if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list) or not jwks["keys"]:
+        raise InvalidClientRegistration("The JWKS must be an object with a non-empty 'keys' list.")
+    if len(jwks["keys"]) > MAX_CLIENT_KEYS:
+        raise InvalidClientRegistration(f"A client may register at most {MAX_CLIENT_KEYS} keys.")
+    keys = [_validate_client_key(key) for key in jwks["keys"]]
+    if len({key["kid"] for key in keys}) != len(keys):
+        raise InvalidClientRegistration("Every key in the JWKS needs its own kid.")
+    return {"keys": keys}
+
+
+def _validate_client_key(key: Any) -> dict[str, Any]:
+    if not isinstance(key, dict):
+        raise InvalidClientRegistration("Every key in the JWKS must be a JSON object.")
+    kid, kty, alg = key.get("kid"), key.get("kty"), key.get("alg")
+    if not isinstance(kid, str) or not 0 < len(kid) <= 100:
+        raise InvalidClientRegistration("Every key needs a kid of at most 100 characters.")
+    if kty not in _KEY_ALGORITHMS:
+        raise InvalidClientRegistration(f"Key {kid}: kty must be one of RSA, EC, OKP.")
+    if {"d", "p", "q", "dp", "dq", "qi", "oth", "k"} & key.keys():
+        raise InvalidClientRegistration(
+            f"Key {kid} holds private key material; register public keys only."
+        )
+    if alg is not None and alg not in _KEY_ALGORITHMS[kty]:
+        allowed = ", ".join(sorted(_KEY_ALGORITHMS[kty]))
+        raise InvalidClientRegistration(f"Key {kid}: alg must be one of {allowed} for kty {kty}.")
+    if key.get("use", "sig") != "sig":
+        raise InvalidClientRegistration(f"Key {kid}: use must be 'sig'.")
+    if kty in _CURVES and key.get("crv") != _CURVES[kty]:
+        raise InvalidClientRegistration(f"Key {kid}: crv must be {_CURVES[kty]}.")
+    public = {"kty": kty, "kid": kid, "use": "sig", **{m: key.get(m) for m in _PUBLIC_MEMBERS[kty]}}
+    if alg is not None:
+        public["alg"] = alg
+    try:
+        imported = import_key(public)
+    except (JoseError, ValueError, TypeError):
+        raise InvalidClientRegistration(f"Key {kid} is not a valid {kty} public key.") from None
+    if isinstance(imported, RSAKey) and imported.get_op_key("verify").key_size < 2048:
+        raise InvalidClientRegistration(f"Key {kid}: RSA keys must be at least 2048 bits.")
+    return public
+
+
+def validate_registration(
+    *, client_id: str, orgnr: str, agency_type: str, scopes: str | Sequence[str]
+) -> tuple[str, ...]:
+    """Check a registration's fields; returns the scopes as a tuple."""
+    if not _CLIENT_ID.fullmatch(client_id):
+        raise InvalidClientRegistration(
+            "The client id must be 1-100 characters: letters, digits and . _ : -"
+        )
+    if not _ORGNR.fullmatch(orgnr):
+        raise InvalidClientRegistration("The organisation number must be nine digits.")
+    if not _AGENCY_TYPE.fullmatch(agency_type):
+        raise InvalidClientRegistration("The agency type must be 1-50 letters, digits, _ or -.")
+    listed = tuple(scopes.split() if isinstance(scopes, str) else scopes)
+    if "admin" in listed:
+        raise InvalidClientRegistration(
+            "The admin scope belongs to the platform operator and is never granted to a client."
+        )
+    unknown = sorted(set(listed) - set(ORGANISATION_SCOPES))
+    if unknown:
+        raise InvalidClientRegistration(f"Unknown scopes: {', '.join(unknown)}.")
+    if not listed:
+        raise InvalidClientRegistration("A client needs at least one scope.")
+    return tuple(dict.fromkeys(listed))
+
+
+def describe_client(client: OAuthClient) -> dict[str, Any]:
+    """A registered client as the CLI and admin routes show it (public keys by kid only)."""
+    return {
+        "client_id": client.client_id,
+        "orgnr": client.orgnr,
+        "agency_type": client.agency_type,
+        "scopes": client.scopes.split(),
+        "kids": [key["kid"] for key in client.jwks["keys"]],
+        "created_at": client.created_at.isoformat(),
+    }
+
+
+async def create_client(
+    session: AsyncSession,
+    *,
+    client_id: str,
+    orgnr: str,
+    agency_type: str,
+    scopes: str | Sequence[str],
+    jwks: Any,
+) -> OAuthClient:
+    """Validate and add a client in the caller's transaction."""
+    granted = validate_registration(
+        client_id=client_id, orgnr=orgnr, agency_type=agency_type, scopes=scopes
+    )
+    public_jwks = validate_client_jwks(jwks)
+    if await store.get_client(session, client_id=client_id) is not None:
+        raise ClientAlreadyRegistered(f"The client id '{client_id}' is already registered.")
+    return await store.add_client(
+        session,
+        client_id=client_id,
+        orgnr=orgnr,
+        agency_type=agency_type,
+        scopes=granted,
+        jwks=public_jwks,
+        created_at=datetime.now(UTC),
+    )
+
+
+async def register_client(
+    settings: GatewaySettings,
+    *,
+    client_id: str,
+    orgnr: str,
+    agency_type: str,
+    scopes: str | Sequence[str],
+    jwks: Any,
+) -> dict[str, Any]:
+    """Register a client in the gateway's database, outside any request (the CLI)."""
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessionmaker(engine).begin() as session:
+            client = await create_client(
+                session,
+                client_id=client_id,
+                orgnr=orgnr,
+                agency_type=agency_type,
+                scopes=scopes,
+                jwks=jwks,
+            )
+            return describe_client(client)
+    finally:
+        await engine.dispose()
+
+
+# --- authlib, adapted --------------------------------------------------------------------
+
+
+class _DatabaseBridge:
+    """authlib's synchronous hooks, run in a worker thread, reach the async session here."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    def get_client(self, client_id: str) -> ClientRecord | None:
+        row = anyio.from_thread.run(partial(store.get_client, self._session, client_id=client_id))
+        return ClientRecord.from_row(row) if row is not None else None
+
+    def remember_jti(self, *, client_id: str, jti: str, expires_at: datetime) -> bool:
+        remember = partial(
+            store.remember_jti, self._session, client_id=client_id, jti=jti, expires_at=expires_at
+        )
+        return anyio.from_thread.run(remember)
+
+
+class _AssertionRegistry(JWSRegistry):
+    """Accepts the alg name "EdDSA" without joserfc's warning: RFC 9864 deprecates the
+    name, not the Ed25519 signature, and most client libraries still write it."""
+
+    def get_alg(self, name: str) -> Any:
+        if name == "EdDSA" and name in (self.allowed or ()):
+            return self.algorithms[name]
+        return super().get_alg(name)
+
+
+class _PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
+    """RFC 7523 client authentication with our limits: algorithms, 120 s, jti once."""
+
+    CLIENT_AUTH_METHOD = AUTH_METHOD
+
+    def __init__(self, audiences: list[str], bridge: _DatabaseBridge) -> None:
+        super().__init__(validate_jti=True, leeway=ASSERTION_LEEWAY_SECONDS)
+        self._audiences = audiences
+        self._bridge = bridge
+
+    def get_audiences(self) -> list[str]:
+        return self._audiences
+
+    def resolve_client_public_key(self, client: ClientRecord) -> KeySet:
+        return KeySet.import_key_set(client.jwks)
+
+    def process_assertion_claims(self, assertion: str, resolve_key: Key | KeySet) -> Any:
+        try:
+            token = jwt.decode(
+                assertion,
+                resolve_key,
+                algorithms=ASSERTION_ALGORITHMS,
+                registry=_AssertionRegistry(algorithms=ASSERTION_ALGORITHMS),
+            )
+        except JoseError:
+            raise InvalidClientError(
+                description="The client assertion's signature, key or algorithm is not accepted."
+            ) from None
+        self.verify_claims(token.claims)
+        return token.claims
+
+    def verify_claims(self, claims: Any) -> None:
+        exp = claims.get("exp")
+        latest = time.time() + ASSERTION_MAX_AHEAD_SECONDS + ASSERTION_LEEWAY_SECONDS
+        if isinstance(exp, int | float) and exp > latest:
+            raise InvalidClientError(
+                description="The client assertion must expire within "
+                f"{ASSERTION_MAX_AHEAD_SECONDS} seconds."
+            )
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_LENGTH:
+            raise InvalidClientError(
+                description="The client assertion needs a jti of at most "
+                f"{MAX_JTI_LENGTH} characters."
+            )
+        super().verify_claims(claims)
+
+    def validate_jti(self, claims: Any, jti: str) -> bool:
+        # Kept until the assertion could no longer pass the exp check anyway.
+        expires_at = datetime.fromtimestamp(claims["exp"] + ASSERTION_LEEWAY_SECONDS, UTC)
+        return self._bridge.remember_jti(client_id=claims["sub"], jti=jti, expires_at=expires_at)
+
+
+class _ClientCredentialsGrant(ClientCredentialsGrant):  # type: ignore[misc]
+    TOKEN_ENDPOINT_AUTH_METHODS = [AUTH_METHOD]
+
+    def validate_requested_scope(self) -> None:
+        super().validate_requested_scope()
+        requested = self.request.payload.scope
+        if requested and not set(requested.split()) <= set(self.client.scopes):
+            raise InvalidScopeError(
+                description="The requested scope is not among the client's allowed scopes."
+            )
+
+
+class _FormRequest(OAuth2Request):  # type: ignore[misc]
+    """A token request as authlib reads it: the parsed form, at the configured endpoint URL."""
+
+    def __init__(self, uri: str, form: dict[str, str]) -> None:
+        super().__init__("POST", uri)
+        self.payload = BasicOAuth2Payload(form)
+        self._form = form
+
+    @property
+    def form(self) -> dict[str, str]:
+        return self._form
+
+
+class _TokenServer(AuthorizationServer):  # type: ignore[misc]
+    """One per token request, so the hooks see that request's database session."""
+
+    def __init__(self, runtime: AuthRuntime, bridge: _DatabaseBridge) -> None:
+        super().__init__(scopes_supported=list(SCOPES))
+        self._tokens = runtime.tokens
+        self._bridge = bridge
+        self.register_grant(_ClientCredentialsGrant)
+        self.register_client_auth_method(
+            AUTH_METHOD, _PrivateKeyJWT(runtime.assertion_audiences, bridge)
+        )
+        self.register_token_generator(GRANT_TYPE, self._generate_token)
+
+    def query_client(self, client_id: str) -> ClientRecord | None:
+        if not isinstance(client_id, str) or not _CLIENT_ID.fullmatch(client_id):
+            return None
+        return self._bridge.get_client(client_id)
+
+    def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
+        """Nothing to store: access tokens are self-contained, short-lived JWTs."""
+
+    def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
+        """No signal listeners."""
+
+    def create_oauth2_request(self, request: OAuth2Request) -> OAuth2Request:
+        return request
+
+    def handle_response(
+        self, status: int, body: dict[str, Any], headers: list[tuple[str, str]]
+    ) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        return status, body, headers
+
+    def _generate_token(
+        self, *, client: ClientRecord, scope: str | None, **_: Any
+    ) -> dict[str, Any]:
+        return self._tokens.issue_system_token(
+            client_id=client.client_id,
+            orgnr=client.orgnr,
+            agency_type=client.agency_type,
+            scopes=client.granted_scopes(scope),
+        )
+
+
+# --- the runtime object and the routes ---------------------------------------------------
+
+
+class AuthConfigError(RuntimeError):
+    """The gateway's authorization settings cannot work; raised at start."""
+
+
+@dataclass(frozen=True)
+class AuthRuntime:
+    """The gateway's authorization server state: issuer, token keys. Built once in lifespan."""
+
+    issuer: str
+    tokens: AccessTokens
+
+    @classmethod
+    def load(cls, settings: GatewaySettings) -> AuthRuntime:
+        """Read the token-signing keys from settings.keys_dir; raises if missing or unusable."""
+        # authlib logs issued token responses at DEBUG; tokens must never reach a log.
+        logging.getLogger("authlib").setLevel(logging.INFO)
+        issuer = settings.issuer.rstrip("/")
+        if not is_secure_transport(issuer + "/oauth/token"):
+            raise AuthConfigError(
+                f"the issuer {issuer} must be an https URL (plain http only on loopback)"
+            )
+        try:
+            tokens = AccessTokens(
+                load_token_keys(settings.keys_dir),
+                issuer=issuer,
+                lifetime_seconds=settings.access_token_lifetime_seconds,
+            )
+        except ValueError as exc:
+            raise AuthConfigError(str(exc)) from None
+        return cls(issuer=issuer, tokens=tokens)
+
+    @property
+    def token_endpoint(self) -> str:
+        return self.issuer + "/oauth/token"
+
+    @property
+    def assertion_audiences(self) -> list[str]:
+        return [self.issuer, self.token_endpoint]
+
+    def metadata(self) -> dict[str, Any]:
+        """RFC 8414 authorization server metadata."""
+        return {
+            "issuer": self.issuer,
+            "token_endpoint": self.token_endpoint,
+            "jwks_uri": self.issuer + "/.well-known/jwks.json",
+            "grant_types_supported": [GRANT_TYPE],
+            "response_types_supported": [],
+            "token_endpoint_auth_methods_supported": [AUTH_METHOD],
+            "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
+            "scopes_supported": list(SCOPES),
+        }
+
+    def token_response(
+        self, form: dict[str, str], bridge: _DatabaseBridge
+    ) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        """Run authlib on one token request (blocking: call it in a worker thread)."""
+        server = _TokenServer(self, bridge)
+        result: tuple[int, dict[str, Any], list[tuple[str, str]]]
+        result = server.create_token_response(_FormRequest(self.token_endpoint, form))
+        return result
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: str
+    expires_in: int
+    scope: str
+
+
+class TokenError(BaseModel):
+    error: str
+    error_description: str | None = None
+
+
+_TOKEN_FORM_SCHEMA = {
+    "type": "object",
+    "required": ["grant_type", "client_assertion_type", "client_assertion"],
+    "properties": {
+        "grant_type": {"type": "string", "enum": [GRANT_TYPE]},
+        "client_assertion_type": {"type": "string", "enum": [ASSERTION_TYPE]},
+        "client_assertion": {
+            "type": "string",
+            "description": "A JWT signed with one of the client's registered keys (RFC 7523).",
+        },
+        "scope": {
+            "type": "string",
+            "description": "Space-separated scopes; default: all the client is allowed.",
+        },
+    },
+}
+
+
+@router.post(
+    "/oauth/token",
+    response_model=TokenResponse,
+    responses={400: {"model": TokenError, "description": "OAuth error (RFC 6749 §5.2)"}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {_FORM_MEDIA_TYPE: {"schema": _TOKEN_FORM_SCHEMA}},
+        }
+    },
+)
+async def issue_token(request: Request, session: SessionDep) -> JSONResponse:
+    """Issue an access token (client_credentials grant, private_key_jwt client authentication)."""
+    runtime: AuthRuntime = request.app.state.auth
+    try:
+        form = await _read_form(request)
+    except InvalidRequestError as error:
+        status, body, headers = error()
+        return JSONResponse(body, status_code=status, headers=dict(headers))
+    await store.prune_used_jtis(session, now=datetime.now(UTC))
+    status, body, headers = await anyio.to_thread.run_sync(
+        runtime.token_response, form, _DatabaseBridge(session)
+    )
+    return JSONResponse(body, status_code=status, headers=dict(headers))
+
+
+async def _read_form(request: Request) -> dict[str, str]:
+    """The urlencoded token request; each parameter at most once (RFC 6749 §3.2)."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != _FORM_MEDIA_TYPE:
+        raise InvalidRequestError(f"The token request must be {_FORM_MEDIA_TYPE}.")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise InvalidRequestError("The token request is too large.")
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=20)
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidRequestError("The token request body is not a valid form.") from None
+    form = dict(pairs)
+    if len(form) != len(pairs):
+        raise InvalidRequestError("A parameter is repeated.")
+    return form
+
+
+@router.get("/.well-known/oauth-authorization-server")
+async def read_server_metadata(request: Request) -> dict[str, Any]:
+    """Describe the authorization server (RFC 8414)."""
+    runtime: AuthRuntime = request.app.state.auth
+    return runtime.metadata()
+
+
+@router.get("/.well-known/jwks.json")
+async def read_jwks(request: Request) -> dict[str, Any]:
+    """Publish the public keys that verify the gateway's access tokens."""
+    runtime: AuthRuntime = request.app.state.auth
+    return runtime.tokens.public_jwks()

@@ -1,0 +1,150 @@
+"""Access tokens: JWTs the gateway signs with its token-signing key and verifies on every call.
+
+The key set lives in `<keys_dir>/token-signing.jwks.json`: private Ed25519 keys, the
+last one signs, every one verifies, so a new key can be appended before the old one
+is retired.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from joserfc import jws, jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet, OKPKey
+from joserfc.jwt import JWTClaimsRegistry
+from pydantic import ValidationError
+
+from shared.internal_auth import CallerContext
+from shared.keys import read_json
+from shared.problems import Unauthorized
+
+TOKEN_SIGNING_FILE = "token-signing.jwks.json"  # noqa: S105 (a file name)
+ALGORITHM = "Ed25519"
+# RFC 9068: a distinct type, so no other JWT signed by the gateway passes as an access token.
+TOKEN_TYPE = "at+jwt"  # noqa: S105 (a media type)
+MAX_LIFETIME_SECONDS = 300
+LEEWAY_SECONDS = 10
+_INVALID = "The access token is not valid."
+
+
+class TokenKeyError(RuntimeError):
+    """The token-signing key file exists but cannot serve as the gateway's signing keys."""
+
+
+def load_token_keys(keys_dir: Path) -> list[OKPKey]:
+    """The gateway's token-signing keys, oldest first; the last one signs."""
+    data = read_json(keys_dir, TOKEN_SIGNING_FILE)
+    where = keys_dir / TOKEN_SIGNING_FILE
+    try:
+        keys = KeySet.import_key_set(data).keys
+    except (JoseError, ValueError, TypeError, KeyError):
+        raise TokenKeyError(f"{where} is not a valid JWKS") from None
+    if not keys:
+        raise TokenKeyError(f"{where} holds no keys")
+    for key in keys:
+        if not isinstance(key, OKPKey) or key.curve_name != "Ed25519" or not key.is_private:
+            raise TokenKeyError(f"{where} must hold private Ed25519 keys only")
+        if not key.kid:
+            raise TokenKeyError(f"{where}: every key needs a kid")
+    return list(keys)  # type: ignore[arg-type]
+
+
+class AccessTokens:
+    """Signs and verifies the gateway's access tokens."""
+
+    def __init__(self, keys: Sequence[OKPKey], *, issuer: str, lifetime_seconds: int) -> None:
+        if not 0 < lifetime_seconds <= MAX_LIFETIME_SECONDS:
+            raise ValueError(
+                f"access token lifetime must be between 1 and {MAX_LIFETIME_SECONDS} seconds"
+            )
+        self.issuer = issuer
+        self.lifetime_seconds = lifetime_seconds
+        self._signer = keys[-1]
+        self._by_kid = {str(key.kid): key for key in keys}
+        self._claims = JWTClaimsRegistry(
+            leeway=LEEWAY_SECONDS,
+            iss={"essential": True, "value": issuer},
+            aud={"essential": True, "value": issuer},
+            sub={"essential": True},
+            exp={"essential": True},
+            iat={"essential": True},
+            jti={"essential": True},
+        )
+
+    def public_jwks(self) -> dict[str, Any]:
+        """Every verifying key, public parts only."""
+        keys = [key.as_dict(private=False) for key in self._by_kid.values()]
+        return {"keys": [{**key, "alg": ALGORITHM, "use": "sig"} for key in keys]}
+
+    def issue_system_token(
+        self, *, client_id: str, orgnr: str, agency_type: str, scopes: Sequence[str]
+    ) -> dict[str, Any]:
+        """A client_credentials access token, as the token endpoint returns it."""
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer,
+            "aud": self.issuer,
+            "sub": client_id,
+            "client_id": client_id,
+            "orgnr": orgnr,
+            "agency_type": agency_type,
+            "scope": " ".join(scopes),
+            "kind": "system",
+            "iat": now,
+            "exp": now + self.lifetime_seconds,
+            "jti": str(uuid.uuid4()),
+        }
+        header = {"alg": ALGORITHM, "typ": TOKEN_TYPE, "kid": self._signer.kid}
+        token = jwt.encode(header, claims, self._signer, algorithms=[ALGORITHM])
+        return {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": self.lifetime_seconds,
+            "scope": claims["scope"],
+        }
+
+    def verify(self, token: str) -> CallerContext:
+        """The caller an access token stands for, or a 401 problem."""
+        key = self._verifying_key(token)
+        try:
+            decoded = jwt.decode(token, key, algorithms=[ALGORITHM])
+            self._claims.validate(decoded.claims)
+        except (JoseError, ValueError, TypeError):
+            raise Unauthorized(_INVALID) from None
+        if decoded.header.get("typ") != TOKEN_TYPE:
+            raise Unauthorized(_INVALID)
+        return _system_caller(decoded.claims)
+
+    def _verifying_key(self, token: str) -> OKPKey:
+        # The header is read before the signature is checked only to pick the key by kid.
+        try:
+            header = jws.extract_compact(token.encode()).headers()
+        except (JoseError, ValueError, TypeError):
+            raise Unauthorized(_INVALID) from None
+        key = self._by_kid.get(header.get("kid")) if isinstance(header.get("kid"), str) else None
+        if key is None:
+            raise Unauthorized(_INVALID)
+        return key
+
+
+def _system_caller(claims: dict[str, Any]) -> CallerContext:
+    if claims.get("kind") != "system" or claims.get("client_id") != claims.get("sub"):
+        raise Unauthorized(_INVALID)
+    scope = claims.get("scope", "")
+    if not isinstance(scope, str):
+        raise Unauthorized(_INVALID)
+    try:
+        return CallerContext(
+            kind="system",
+            client_id=claims["client_id"],
+            orgnr=claims["orgnr"],
+            agency_type=claims["agency_type"],
+            scopes=tuple(scope.split()),
+        )
+    except (KeyError, ValidationError):
+        raise Unauthorized(_INVALID) from None
