@@ -21,9 +21,9 @@ from broen_cli.common import (
 )
 from broen_cli.dev import dev_app, seed_demo_world
 from broen_cli.orgs import org_app
-from shared.keys import MissingKey, init_keys_dir
+from shared.keys import init_keys_dir
 from shared.migrations import upgrade
-from shared.settings import DevModeRefused, ensure_dev_mode_is_safe
+from shared.settings import ConfigurationError, DevModeRefused, ensure_dev_mode_is_safe
 
 app = typer.Typer(
     help="Broen: consent-gated information sharing between agencies.", no_args_is_help=True
@@ -94,19 +94,16 @@ def serve(component: str = ComponentArgument) -> None:
     factory = _factory(component)
     try:
         application = factory(settings)
-    except DevModeRefused as refusal:
+    except ConfigurationError as refusal:
         fail(str(refusal))
-    try:
-        uvicorn.run(
-            application,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=5,
-        )
-    except MissingKey as missing:
-        fail(str(missing))
+    uvicorn.run(
+        application,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
 
 
 def _factory(component: str):  # type: ignore[no-untyped-def]

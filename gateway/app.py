@@ -30,16 +30,16 @@ def create_app(
     """`upstream_transports` lets tests put the services in-process behind the gateway."""
     ensure_dev_mode_is_safe(settings)
     transports = upstream_transports or {}
+    # Keys load now: a missing key stops the start with a message naming the file.
+    auth = AuthRuntime.load(settings)
+    signer = InternalTokenSigner(COMPONENT, load_internal_signing_key(settings.keys_dir, COMPONENT))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.engine = make_engine(settings.database_url)
         app.state.sessionmaker = make_sessionmaker(app.state.engine)
-        app.state.auth = AuthRuntime.load(settings)
-        signer = InternalTokenSigner(
-            COMPONENT, load_internal_signing_key(settings.keys_dir, COMPONENT)
-        )
+        app.state.auth = auth
         participant = Upstream(
             "participant",
             settings.participant_url,

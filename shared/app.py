@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from sqlalchemy import text
@@ -95,18 +96,31 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-@asynccontextmanager
-async def service_state(
-    app: FastAPI, settings: ComponentSettings, component: str, trusted_callers: set[str]
-) -> AsyncIterator[None]:
-    """The state every service holds for its lifetime: engine, sessions, internal-token check."""
-    app.state.settings = settings
-    app.state.engine = make_engine(settings.database_url)
-    app.state.sessionmaker = make_sessionmaker(app.state.engine)
-    app.state.internal_verifier = InternalTokenVerifier(
+def service_lifespan(
+    settings: ComponentSettings,
+    component: str,
+    trusted_callers: set[str],
+    *,
+    state: dict[str, Any] | None = None,
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The lifespan every service has: engine, sessions, the internal-token check, and
+    `state` of its own. Keys are loaded now, so a missing key stops the start at once
+    with a message that names the file."""
+    verifier = InternalTokenVerifier(
         component, load_internal_key_set(settings.keys_dir), trusted_callers
     )
-    try:
-        yield
-    finally:
-        await app.state.engine.dispose()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.internal_verifier = verifier
+        for name, value in (state or {}).items():
+            setattr(app.state, name, value)
+        app.state.engine = make_engine(settings.database_url)
+        app.state.sessionmaker = make_sessionmaker(app.state.engine)
+        try:
+            yield
+        finally:
+            await app.state.engine.dispose()
+
+    return lifespan

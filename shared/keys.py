@@ -16,12 +16,14 @@ from typing import Any
 
 from joserfc.jwk import KeySet, OKPKey
 
+from shared.settings import ConfigurationError
+
 INTERNAL_JWKS = "internal-jwks.json"
 COMPONENTS = ("gateway", "participant", "consent", "messaging")
 
 
-class MissingKey(RuntimeError):
-    pass
+class MissingKey(ConfigurationError):
+    """A key file the component needs is not there."""
 
 
 def internal_key_file(component: str) -> str:

@@ -33,7 +33,11 @@ class ComponentSettings(BaseSettings):
         return self.env == "dev"
 
 
-class DevModeRefused(RuntimeError):
+class ConfigurationError(RuntimeError):
+    """The component cannot start with this configuration; the message says why."""
+
+
+class DevModeRefused(ConfigurationError):
     """Dev mode was asked for where it would expose dev-only features."""
 
 

@@ -1,12 +1,9 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 from fastapi import FastAPI
 
 from services.messaging.settings import MessagingSettings
-from shared.app import install_common, service_state
+from shared.app import install_common, service_lifespan
 from shared.settings import ensure_dev_mode_is_safe
 
 COMPONENT = "messaging"
@@ -16,12 +13,7 @@ TRUSTED_CALLERS = {"gateway", "participant", "consent", "messaging"} - {COMPONEN
 def create_app(settings: MessagingSettings) -> FastAPI:
     """Health and readiness only so far; its API arrives with the messaging issue."""
     ensure_dev_mode_is_safe(settings)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with service_state(app, settings, COMPONENT, TRUSTED_CALLERS):
-            yield
-
+    lifespan = service_lifespan(settings, COMPONENT, TRUSTED_CALLERS)
     app = FastAPI(title="Broen messaging service", version="1", lifespan=lifespan)
     install_common(app)
     return app
