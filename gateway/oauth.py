@@ -48,6 +48,7 @@ from gateway.settings import GatewaySettings
 from gateway.tokens import AccessTokens, load_token_keys
 from shared.db import SessionDep, make_engine, make_sessionmaker
 from shared.problems import Conflict, ValidationProblem
+from shared.settings import ConfigurationError
 
 SCOPES = (
     "participants:read",
@@ -428,7 +429,7 @@ class _TokenServer(AuthorizationServer):  # type: ignore[misc]
 # --- the runtime object and the routes ---------------------------------------------------
 
 
-class AuthConfigError(RuntimeError):
+class AuthConfigError(ConfigurationError):
     """The gateway's authorization settings cannot work; raised at start."""
 
 

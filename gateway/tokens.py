@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from shared.internal_auth import CallerContext
 from shared.keys import read_json
 from shared.problems import Unauthorized
+from shared.settings import ConfigurationError
 
 TOKEN_SIGNING_FILE = "token-signing.jwks.json"  # noqa: S105 (a file name)
 ALGORITHM = "Ed25519"
@@ -32,7 +33,7 @@ LEEWAY_SECONDS = 10
 _INVALID = "The access token is not valid."
 
 
-class TokenKeyError(RuntimeError):
+class TokenKeyError(ConfigurationError):
     """The token-signing key file exists but cannot serve as the gateway's signing keys."""
 
 
