@@ -11,6 +11,7 @@ import httpx
 
 from gateway.settings import GatewaySettings
 from services.participant.schemas import ParticipantRead
+from shared.app import REQUEST_ID_HEADER, current_request_id
 from shared.internal_auth import CallerContext, InternalTokenSigner, internal_headers
 from shared.problems import Problem, ServiceUnavailable
 
@@ -53,8 +54,9 @@ class Upstream:
 
     def headers_for(self, caller: CallerContext) -> dict[str, str]:
         headers = internal_headers(self.signer, self.name, caller)
-        if caller.request_id:
-            headers["Broen-Request-Id"] = caller.request_id
+        request_id = current_request_id.get()
+        if request_id:
+            headers[REQUEST_ID_HEADER] = request_id
         return headers
 
     async def send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:

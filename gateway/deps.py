@@ -26,9 +26,6 @@ async def authenticated_caller(request: Request) -> CallerContext:
         raise Unauthorized("The Authorization header must be 'Bearer <access token>'.")
     runtime: AuthRuntime = request.app.state.auth
     caller = runtime.tokens.verify(token)
-    request_id = getattr(request.state, "request_id", None)
-    if isinstance(request_id, str):
-        caller = caller.model_copy(update={"request_id": request_id})
     request.state.caller = caller
     return caller
 

@@ -19,7 +19,7 @@ from joserfc.jwk import KeySet, OKPKey
 from joserfc.jwt import JWTClaimsRegistry
 from pydantic import ValidationError
 
-from shared.internal_auth import CallerContext
+from shared.internal_auth import CallerContext, VerifiedTokens
 from shared.keys import read_json
 from shared.problems import Unauthorized
 from shared.settings import ConfigurationError
@@ -76,6 +76,7 @@ class AccessTokens:
             iat={"essential": True},
             jti={"essential": True},
         )
+        self._verified = VerifiedTokens()
 
     def public_jwks(self) -> dict[str, Any]:
         """Every verifying key, public parts only."""
@@ -111,6 +112,9 @@ class AccessTokens:
 
     def verify(self, token: str) -> CallerContext:
         """The caller an access token stands for, or a 401 problem."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            return cached
         key = self._verifying_key(token)
         try:
             decoded = jwt.decode(token, key, algorithms=[ALGORITHM])
@@ -119,7 +123,9 @@ class AccessTokens:
             raise Unauthorized(_INVALID) from None
         if decoded.header.get("typ") != TOKEN_TYPE:
             raise Unauthorized(_INVALID)
-        return _system_caller(decoded.claims)
+        caller = _system_caller(decoded.claims)
+        self._verified.put(token, caller, float(decoded.claims["exp"]))
+        return caller
 
     def _verifying_key(self, token: str) -> OKPKey:
         # The header is read before the signature is checked only to pick the key by kid.

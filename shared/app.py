@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -23,6 +24,8 @@ log = logging.getLogger("broen.request")
 
 REQUEST_ID_HEADER = "Broen-Request-Id"
 REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.lower().encode()
+# The request being served, for logs and for the calls it makes to other services.
+current_request_id: ContextVar[str | None] = ContextVar("current_request_id", default=None)
 
 
 def install_common(app: FastAPI) -> None:
@@ -58,6 +61,7 @@ class RequestLogMiddleware:
             return
         request_id = _header(scope, REQUEST_ID_HEADER_BYTES) or str(uuid.uuid4())
         scope.setdefault("state", {})["request_id"] = request_id
+        current_request_id.set(request_id)
         started = time.perf_counter()
         status = 500
 

@@ -43,7 +43,6 @@ class CallerContext(BaseModel):
     unit_id: str | None = None
     roles: tuple[str, ...] = ()
     participant_id: str | None = None
-    request_id: str | None = None
 
 
 class InternalTokenSigner:
@@ -74,6 +73,30 @@ class InternalTokenSigner:
         return token
 
 
+class VerifiedTokens:
+    """Tokens already verified, until they expire: a client reusing its token pays for the
+    signature check once. Bounded; the oldest entries go first."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._max_entries = max_entries
+        self._entries: dict[str, tuple[CallerContext, float]] = {}
+
+    def get(self, token: str) -> CallerContext | None:
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        if entry[1] <= time.time():
+            del self._entries[token]
+            return None
+        return entry[0]
+
+    def put(self, token: str, caller: CallerContext, expires_at: float) -> None:
+        if len(self._entries) >= self._max_entries:
+            for stale in list(self._entries)[: self._max_entries // 10]:
+                del self._entries[stale]
+        self._entries[token] = (caller, expires_at)
+
+
 class InternalTokenVerifier:
     def __init__(self, audience: str, key_set: KeySet, trusted_issuers: set[str]) -> None:
         self.audience = audience
@@ -84,14 +107,20 @@ class InternalTokenVerifier:
             exp={"essential": True},
             iss={"essential": True, "values": sorted(trusted_issuers)},
         )
+        self._verified = VerifiedTokens()
 
     def verify(self, token: str) -> CallerContext:
+        cached = self._verified.get(token)
+        if cached is not None:
+            return cached
         try:
             decoded = jwt.decode(token, self._key_set, algorithms=[ALGORITHM])
             self._claims.validate(decoded.claims)
-            return CallerContext.model_validate(decoded.claims.get("ctx"))
+            caller = CallerContext.model_validate(decoded.claims.get("ctx"))
         except (JoseError, ValueError, ValidationError):
             raise Unauthorized("A valid internal service token is required.") from None
+        self._verified.put(token, caller, float(decoded.claims["exp"]))
+        return caller
 
 
 def require_internal_caller(request: Request) -> CallerContext:
