@@ -63,7 +63,9 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the commit runs before the response is sent, so a 2xx means committed
+# (with the default scope FastAPI sends the response first and commits after).
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 class UtcDateTime(TypeDecorator[datetime]):

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -171,6 +172,14 @@ async def _handle_http(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(problem)
 
 
+async def _handle_database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning(
+        "database unavailable",
+        extra={"error_type": type(exc).__name__, "path_template": _route_template(request)},
+    )
+    return problem_response(ServiceUnavailable("The database is not reachable; try again shortly."))
+
+
 async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
     # The exception text may carry data from the request; log its type only.
     log.error(
@@ -193,6 +202,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _handle_problem)
     app.add_exception_handler(RequestValidationError, _handle_validation)
     app.add_exception_handler(StarletteHTTPException, _handle_http)
+    for database_unavailable in (OperationalError, InterfaceError, ConnectionError):
+        app.add_exception_handler(database_unavailable, _handle_database_unavailable)
     app.add_exception_handler(Exception, _handle_unexpected)
 
 
