@@ -211,10 +211,10 @@ async def view(
 ) -> ParticipantView:
     """The participant with, per field, the value the caller's organisation recorded, else the
     most recent verified one, else the most recent one. Projection is the gateway's job."""
-    participant = await store.get_participant(session, participant_id)
-    if participant is None:
+    found = await store.get_readable_participant(session, participant_id, orgnr=caller.orgnr)
+    if found is None:
         raise ParticipantNotFound()
-    data_key = await _data_key(session, keyring, participant_id)
+    data_key = keyring.unwrap(WrappedKey(found.key_id, found.wrapped_key), str(participant_id))
     attributes = await store.list_attributes(session, participant_id)
     chosen: dict[str, Attribute] = {}
     for attribute in attributes:
@@ -234,11 +234,10 @@ async def view(
             verification=attribute.verification,  # type: ignore[arg-type]
             recorded_at=attribute.recorded_at,
         )
-    read = ParticipantRead(id=participant.id, provenance=provenance, **values)
-    registered = bool(caller.orgnr) and await store.is_registered(
-        session, participant_id, caller.orgnr or ""
+    read = ParticipantRead(id=participant_id, provenance=provenance, **values)
+    return ParticipantView(
+        read=read, version=found.version, registered_by_caller=found.registered_by_orgnr
     )
-    return ParticipantView(read=read, version=participant.version, registered_by_caller=registered)
 
 
 def _preferred(candidate: Attribute, current: Attribute, caller_orgnr: str | None) -> bool:

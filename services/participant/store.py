@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -88,6 +89,35 @@ async def insert_participant(
     except IntegrityError:
         return False
     return True
+
+
+@dataclass(frozen=True)
+class ReadableParticipant:
+    version: int
+    key_id: str
+    wrapped_key: bytes
+    registered_by_orgnr: bool
+
+
+async def get_readable_participant(
+    session: AsyncSession, participant_id: uuid.UUID, *, orgnr: str | None
+) -> ReadableParticipant | None:
+    """What a read needs besides the attributes, in one query: None if unknown or shredded."""
+    registered = (
+        exists()
+        .where(Registration.participant_id == participant_id, Registration.orgnr == orgnr)
+        .correlate(None)
+    )
+    row = (
+        await session.execute(
+            select(Participant.version, ParticipantKey.kid, ParticipantKey.wrapped_key, registered)
+            .join(ParticipantKey, ParticipantKey.participant_id == Participant.id)
+            .where(Participant.id == participant_id)
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    return ReadableParticipant(row[0], row[1], row[2], bool(row[3]))
 
 
 async def get_wrapped_key(
