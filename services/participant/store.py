@@ -48,10 +48,6 @@ async def list_organisations(session: AsyncSession) -> list[Organisation]:
     return list((await session.scalars(select(Organisation).order_by(Organisation.orgnr))).all())
 
 
-async def get_participant(session: AsyncSession, participant_id: uuid.UUID) -> Participant | None:
-    return await session.get(Participant, participant_id)
-
-
 async def find_participant_id(session: AsyncSession, national_id_index: str) -> uuid.UUID | None:
     return await session.scalar(
         select(Participant.id).where(Participant.national_id_index == national_id_index)
