@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from joserfc.jwk import ECKey, OKPKey, RSAKey
+from joserfc.jwk import ECKey, KeyParameters, OKPKey, RSAKey
 from sqlalchemy.exc import SQLAlchemyError
 
 from broen_cli.common import JsonOption, emit, fail
@@ -93,7 +93,7 @@ def keygen(
 
 
 def _generate_key(alg: str) -> RSAKey | ECKey | OKPKey:
-    parameters = {"kid": f"{alg.lower()}-{secrets.token_hex(8)}", "use": "sig"}
+    parameters: KeyParameters = {"kid": f"{alg.lower()}-{secrets.token_hex(8)}", "use": "sig"}
     if alg == "RS256":
         return RSAKey.generate_key(3072, parameters={**parameters, "alg": alg})
     if alg == "ES256":

@@ -33,7 +33,7 @@ JsonOption = typer.Option(False, "--json", help="Print one JSON document on stdo
 
 
 def settings_for(component: str) -> ComponentSettings:
-    return SETTINGS[component]()  # type: ignore[call-arg]
+    return SETTINGS[component]()
 
 
 def fail(message: str) -> NoReturn:

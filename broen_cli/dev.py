@@ -112,7 +112,7 @@ async def _seed_participants() -> int:
 def seed_demo_world() -> dict[str, Any]:
     """Organisations, API clients with keys under var/demo/, and a few synthetic participants."""
     for org in DEMO_ORGANISATIONS:
-        asyncio.run(add_organisation(OrganisationCreate(**org)))  # type: ignore[arg-type]
+        asyncio.run(add_organisation(OrganisationCreate(**org)))
     clients = []
     for client_id, (orgnr, scopes) in DEMO_CLIENTS.items():
         key = OKPKey.generate_key("Ed25519", parameters={"kid": f"{client_id}-1"})
@@ -123,7 +123,7 @@ def seed_demo_world() -> dict[str, Any]:
         agency_type = next(o["agency_type"] for o in DEMO_ORGANISATIONS if o["orgnr"] == orgnr)
         asyncio.run(
             register_client(
-                GatewaySettings(),  # type: ignore[call-arg]
+                GatewaySettings(),
                 client_id=client_id,
                 orgnr=orgnr,
                 agency_type=agency_type,
@@ -156,7 +156,7 @@ def _demo_assertion(client_id: str) -> str:
     if not path.exists():
         fail(f"no demo key for {client_id} under {DEMO_DIR}; run `broen dev seed` first")
     key = OKPKey.import_key(json.loads(path.read_text()))
-    issuer = GatewaySettings().issuer  # type: ignore[call-arg]
+    issuer = GatewaySettings().issuer
     now = int(time.time())
     claims = {
         "iss": client_id,
@@ -188,7 +188,7 @@ def token(
 ) -> None:
     """Obtain an access token for a demo client from the running gateway (the real flow)."""
     require_dev_mode()
-    issuer = GatewaySettings().issuer  # type: ignore[call-arg]
+    issuer = GatewaySettings().issuer
     try:
         response = httpx.post(
             f"{issuer}/oauth/token",

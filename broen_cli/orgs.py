@@ -60,7 +60,7 @@ def add(
 ) -> None:
     """Register an organisation."""
     try:
-        data = OrganisationCreate(orgnr=orgnr, name=name, agency_type=agency_type, county=county)  # type: ignore[arg-type]
+        data = OrganisationCreate(orgnr=orgnr, name=name, agency_type=agency_type, county=county)
     except ValidationError as error:
         fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()))
     added = asyncio.run(add_organisation(data))

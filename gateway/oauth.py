@@ -319,7 +319,7 @@ class _PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
         return self._audiences
 
     def resolve_client_public_key(self, client: ClientRecord) -> KeySet:
-        return KeySet.import_key_set(client.jwks)
+        return KeySet.import_key_set(client.jwks)  # type: ignore[arg-type]  # validated at registration
 
     def process_assertion_claims(self, assertion: str, resolve_key: Key | KeySet) -> Any:
         try:

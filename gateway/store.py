@@ -12,9 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.models import OAuthClient, UsedAssertion
 
-# The databases the gateway runs on; both write "INSERT ... ON CONFLICT DO NOTHING".
-_UPSERTING_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
-
 
 async def get_client(session: AsyncSession, *, client_id: str) -> OAuthClient | None:
     return await session.get(OAuthClient, client_id)
@@ -52,9 +49,14 @@ async def remember_jti(
     transaction usable, and a concurrent insert on another replica waits for ours.
     """
     values = {"client_id": client_id, "jti": jti, "expires_at": expires_at}
-    insert = _UPSERTING_INSERTS[session.get_bind().dialect.name]
-    statement = insert(UsedAssertion).values(**values).on_conflict_do_nothing()
-    result = await session.execute(statement)
+    if session.get_bind().dialect.name == "postgresql":
+        result = await session.execute(
+            postgresql.insert(UsedAssertion).values(**values).on_conflict_do_nothing()
+        )
+    else:
+        result = await session.execute(
+            sqlite.insert(UsedAssertion).values(**values).on_conflict_do_nothing()
+        )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 

@@ -133,7 +133,8 @@ class AccessTokens:
             header = jws.extract_compact(token.encode()).headers()
         except (JoseError, ValueError, TypeError):
             raise Unauthorized(_INVALID) from None
-        key = self._by_kid.get(header.get("kid")) if isinstance(header.get("kid"), str) else None
+        kid = header.get("kid")
+        key = self._by_kid.get(kid) if isinstance(kid, str) else None
         if key is None:
             raise Unauthorized(_INVALID)
         return key

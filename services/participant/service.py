@@ -229,9 +229,9 @@ async def view(
         values[field] = opened[(field, attribute.owner_orgnr)]
         provenance[field] = Provenance(
             owner_orgnr=attribute.owner_orgnr,
-            owner_agency_type=attribute.owner_agency_type,  # type: ignore[arg-type]
+            owner_agency_type=attribute.owner_agency_type,
             source_system=attribute.source_system,
-            verification=attribute.verification,  # type: ignore[arg-type]
+            verification=attribute.verification,
             recorded_at=attribute.recorded_at,
         )
     read = ParticipantRead(id=participant_id, provenance=provenance, **values)
