@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 from sqlalchemy import select, text
 
@@ -283,3 +284,34 @@ async def test_an_organisation_not_registered_in_broen_is_refused(stack: Stack) 
 
     assert response.status_code == 403
     assert response.json()["type"].endswith("/organisation-not-registered")
+
+
+async def test_a_d_nummer_is_accepted_and_gives_the_birth_date(stack: Stack) -> None:
+    skole = await stack.add_organisation(SKOLE, "skole")
+    d_nummer = "55080551206"  # day + 40: a D-nummer for someone born 15 August 2005
+
+    response = await stack.http.post(
+        "/api/v1/participants", json=registration(d_nummer), headers=await stack.as_org(skole)
+    )
+
+    assert response.status_code == 201
+    assert response.json()["birth_date"] == "2005-08-15"
+    assert d_nummer not in response.text
+
+
+async def test_the_request_id_follows_the_request_to_the_service(stack: Stack) -> None:
+    skole = await stack.add_organisation(SKOLE, "skole")
+    seen: list[str | None] = []
+
+    async def spy(request: httpx.Request) -> None:
+        seen.append(request.headers.get("Broen-Request-Id"))
+
+    stack.gateway.state.participant_client.upstream.http.event_hooks["request"].append(spy)
+    response = await stack.http.post(
+        "/api/v1/participants",
+        json=registration(),
+        headers={**(await stack.as_org(skole)), "Broen-Request-Id": "trace-me-1"},
+    )
+
+    assert response.headers["Broen-Request-Id"] == "trace-me-1"
+    assert seen == ["trace-me-1"]
