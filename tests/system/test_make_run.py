@@ -1,0 +1,279 @@
+"""`make run` end to end, and the refusals that keep dev mode off production set-ups.
+
+The `make run` test copies the project (tracked and untracked-but-not-ignored files) into a
+fresh directory, so it starts from an empty `var/`, links the existing `.venv` instead of
+installing one, and runs the copy's code (PYTHONPATH points at the copy).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import suppress
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.participant.settings import ParticipantSettings
+from shared.settings import DevModeRefused, ensure_dev_mode_is_safe
+
+ROOT = Path(__file__).resolve().parents[2]
+BROEN = Path(sys.executable).parent / "broen"
+PORTS = {"gateway": 8000, "participant": 8001, "consent": 8002, "messaging": 8003}
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    """The test's environment without any BROEN_* setting, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BROEN_")}
+    env.update(extra)
+    return env
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _proc_stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, ppid, pgid) of a process, or None when it is gone."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = data[data.rindex(")") + 2 :].split()
+    return fields[0], int(fields[1]), int(fields[2])
+
+
+def _all_pids() -> Iterator[int]:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            yield int(entry.name)
+
+
+def _alive(pid: int) -> bool:
+    stat = _proc_stat(pid)
+    return stat is not None and stat[0] != "Z"
+
+
+def _descendants(root: int) -> set[int]:
+    """Every live process below `root` (honcho starts its children in their own sessions)."""
+    parent_of = {}
+    for pid in _all_pids():
+        stat = _proc_stat(pid)
+        if stat is not None:
+            parent_of[pid] = stat[1]
+    found: set[int] = set()
+    frontier = {root}
+    while frontier:
+        children = {pid for pid, ppid in parent_of.items() if ppid in frontier} - found
+        found |= children
+        frontier = children
+    return found
+
+
+def _group_members(pgid: int) -> set[int]:
+    members = set()
+    for pid in _all_pids():
+        stat = _proc_stat(pid)
+        if stat is not None and stat[2] == pgid and stat[0] != "Z":
+            members.add(pid)
+    return members
+
+
+def _copy_project(target: Path) -> None:
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, check=True, timeout=30,
+    ).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = ROOT / name
+        if not source.is_file() or name.startswith("var/"):
+            continue
+        destination = target / name
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, destination)  # keeps mtimes: make sees the venv as up to date
+    (target / ".venv").symlink_to((ROOT / ".venv").resolve(), target_is_directory=True)
+
+
+def _wait_until_healthy(process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    waiting = dict(PORTS)
+    while waiting and time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"make run exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        for name, port in list(waiting.items()):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0).status_code == 200:
+                    del waiting[name]
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.2)
+    if waiting:
+        pytest.fail(
+            f"no healthy /healthz within {START_TIMEOUT_S:.0f} s from {sorted(waiting)}:\n"
+            f"{log.read_text()[-4000:]}"
+        )
+
+
+@pytest.mark.slow
+def test_make_run_starts_everything_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    taken = [port for port in PORTS.values() if not _port_is_free(port)]
+    if taken:
+        message = f"ports {taken} are already in use; `make run` needs 8000-8003 free"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    if shutil.which("make") is None:
+        pytest.fail("`make` is not installed")
+    workdir = tmp_path / "broen"
+    _copy_project(workdir)
+    log = tmp_path / "make-run.log"
+    env = _clean_env(PYTHONPATH=str(workdir))
+    with log.open("wb") as output:
+        # -o: the linked .venv counts as installed; never reinstall the shared venv from here.
+        process = subprocess.Popen(
+            ["make", "-o", ".venv/.installed", "run"],
+            cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=output,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    pgid = process.pid
+    started: set[int] = set()
+    try:
+        _wait_until_healthy(process, log)
+        started = _descendants(process.pid)
+        assert len(started) >= len(PORTS), f"expected a process per component, got {started}"
+        # A service port reached directly, without the gateway's internal token, gives nothing.
+        direct = httpx.get("http://127.0.0.1:8001/api/v1/organisations", timeout=5.0)
+        assert direct.status_code == 401, direct.text
+        unauthenticated = httpx.get("http://127.0.0.1:8000/api/v1/organisations", timeout=5.0)
+        assert unauthenticated.status_code == 401
+
+        os.killpg(pgid, signal.SIGINT)  # what Ctrl-C in the terminal does
+        try:
+            process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"make run still running {STOP_TIMEOUT_S:.0f} s after SIGINT")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (
+            _group_members(pgid) or any(_alive(pid) for pid in started)
+        ):
+            time.sleep(0.2)
+        assert _group_members(pgid) == set(), "processes of make run's group outlived Ctrl-C"
+        survivors = sorted(pid for pid in started if _alive(pid))
+        assert survivors == [], f"processes started by make run outlived Ctrl-C: {survivors}"
+        busy = [port for port in PORTS.values() if not _port_is_free(port)]
+        assert busy == [], f"ports still bound after Ctrl-C: {busy}\n{log.read_text()[-4000:]}"
+    finally:
+        if process.poll() is None:
+            with suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+            process.wait(timeout=STOP_TIMEOUT_S)
+        for pid in started:
+            if _alive(pid):
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+# --- dev mode refusals -------------------------------------------------------------------------
+
+
+def _broen(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BROEN), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60,
+        stdin=subprocess.DEVNULL, check=False,
+    )
+
+
+def test_dev_mode_with_postgresql_is_refused_by_serve(tmp_path: Path) -> None:
+    env = _clean_env(
+        BROEN_ENV="dev",
+        BROEN_KEYS_DIR=str(tmp_path / "keys"),
+        BROEN_PARTICIPANT_DATABASE_URL="postgresql+asyncpg://broen@127.0.0.1:5432/participant",
+        BROEN_PARTICIPANT_PORT=str(_free_port()),
+    )
+    result = _broen(["serve", "participant"], env, tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "BROEN_ENV=dev" in result.stderr
+    assert "SQLite" in result.stderr
+
+
+def test_dev_mode_on_a_public_listener_is_refused_by_serve(tmp_path: Path) -> None:
+    env = _clean_env(
+        BROEN_ENV="dev",
+        BROEN_KEYS_DIR=str(tmp_path / "keys"),
+        BROEN_PARTICIPANT_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'participant.db'}",
+        BROEN_PARTICIPANT_HOST="0.0.0.0",  # noqa: S104 - the setting under test
+        BROEN_PARTICIPANT_PORT=str(_free_port()),
+    )
+    result = _broen(["serve", "participant"], env, tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "BROEN_ENV=dev" in result.stderr
+    assert "loopback" in result.stderr
+    assert "0.0.0.0" in result.stderr  # noqa: S104 - the refused setting, named back
+
+
+def test_dev_seed_is_refused_outside_dev_mode(tmp_path: Path) -> None:
+    result = _broen(["dev", "seed"], _clean_env(), tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "dev mode" in result.stderr
+    assert "BROEN_ENV=dev" in result.stderr
+    assert not (tmp_path / "var").exists(), "nothing may be written when refused"
+
+
+def _settings(env: str, database_url: str, host: str) -> ParticipantSettings:
+    return ParticipantSettings(env=env, database_url=database_url, host=host)  # type: ignore[call-arg]
+
+
+SQLITE = "sqlite+aiosqlite:///var/participant.db"
+POSTGRES = "postgresql+asyncpg://broen@db.internal:5432/participant"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1"])
+def test_dev_mode_on_loopback_with_sqlite_is_allowed(host: str) -> None:
+    ensure_dev_mode_is_safe(_settings("dev", SQLITE, host))
+
+
+@pytest.mark.parametrize(
+    ("database_url", "host", "reason"),
+    [
+        (POSTGRES, "127.0.0.1", "SQLite"),
+        (SQLITE, "0.0.0.0", "loopback"),  # noqa: S104
+        (SQLITE, "::", "loopback"),
+        (SQLITE, "10.0.0.5", "loopback"),
+        (SQLITE, "broen.example.org", "loopback"),
+    ],
+)
+def test_dev_mode_elsewhere_is_refused(database_url: str, host: str, reason: str) -> None:
+    with pytest.raises(DevModeRefused, match=reason):
+        ensure_dev_mode_is_safe(_settings("dev", database_url, host))
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])  # noqa: S104
+def test_production_mode_is_never_refused(host: str) -> None:
+    ensure_dev_mode_is_safe(_settings("production", POSTGRES, host))
