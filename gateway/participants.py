@@ -33,7 +33,7 @@ router = APIRouter(
 )
 
 
-def participant_client(request: Request) -> ParticipantClient:
+async def participant_client(request: Request) -> ParticipantClient:
     client: ParticipantClient = request.app.state.participant_client
     return client
 

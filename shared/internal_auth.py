@@ -123,7 +123,7 @@ class InternalTokenVerifier:
         return caller
 
 
-def require_internal_caller(request: Request) -> CallerContext:
+async def require_internal_caller(request: Request) -> CallerContext:
     """Dependency for every service route: the verified caller, or a 401 problem."""
     token = request.headers.get(HEADER)
     if not token:

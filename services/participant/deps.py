@@ -7,7 +7,7 @@ from fastapi import Depends, Request
 from shared.crypto import Keyring
 
 
-def get_keyring(request: Request) -> Keyring:
+async def get_keyring(request: Request) -> Keyring:
     keyring: Keyring = request.app.state.keyring
     return keyring
 
