@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from httpx_aiohttp import AiohttpTransport
 
 from gateway.settings import GatewaySettings
 from services.participant.schemas import ParticipantRead
@@ -43,13 +44,17 @@ class Upstream:
     ) -> None:
         self.name = name
         self.signer = signer
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
         self.http = httpx.AsyncClient(
             base_url=base_url,
-            transport=transport,
+            # aiohttp's connection pool under httpx's interface: httpcore's pool polls every
+            # pooled socket on each request (encode/httpx#3215), which made the hop cost more
+            # CPU than the service behind it (PERFORMANCE.md).
+            transport=transport or AiohttpTransport(limits=limits, trust_env=False),
             timeout=httpx.Timeout(
                 settings.upstream_timeout_seconds, connect=settings.upstream_connect_timeout_seconds
             ),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
+            limits=limits,
         )
 
     def headers_for(self, caller: CallerContext) -> dict[str, str]:

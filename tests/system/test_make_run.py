@@ -138,6 +138,32 @@ def _wait_until_healthy(process: subprocess.Popen[bytes], log: Path) -> None:
         )
 
 
+def _walk_through_the_readme(workdir: Path, env: dict[str, str]) -> None:
+    """The README's walkthrough against the running system: token, register, read, lookup."""
+    token = subprocess.run(
+        [str(workdir / ".venv" / "bin" / "broen"), "dev", "token", "--client-id", "demo-skole"],
+        cwd=workdir, env={**env, "BROEN_ENV": "dev"}, capture_output=True, check=True, timeout=30,
+    ).stdout.decode().strip()
+    headers = {"Authorization": f"Bearer {token}"}
+    gateway = "http://127.0.0.1:8000/api/v1"
+    registered = httpx.post(
+        f"{gateway}/participants",
+        json={"national_id": "01010750160", "name": "Demo Elev", "source_system": "curl"},
+        headers=headers, timeout=10.0,
+    )
+    assert registered.status_code == 201, registered.text
+    url = f"{gateway}/participants/{registered.json()['id']}"
+    read = httpx.get(url, headers=headers, timeout=10.0)
+    assert read.status_code == 200 and read.json()["name"] == "Demo Elev"
+    found = httpx.post(
+        f"{gateway}/participants/lookup", json={"national_id": "01010750160"}, headers=headers,
+        timeout=10.0,
+    )
+    assert found.json()["id"] == registered.json()["id"]
+    organisations = httpx.get(f"{gateway}/organisations", headers=headers, timeout=10.0)
+    assert {"310123455", "889640782"} <= {o["orgnr"] for o in organisations.json()["items"]}
+
+
 @pytest.mark.slow
 def test_make_run_starts_everything_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     taken = [port for port in PORTS.values() if not _port_is_free(port)]
@@ -170,6 +196,7 @@ def test_make_run_starts_everything_and_ctrl_c_stops_everything(tmp_path: Path) 
         assert direct.status_code == 401, direct.text
         unauthenticated = httpx.get("http://127.0.0.1:8000/api/v1/organisations", timeout=5.0)
         assert unauthenticated.status_code == 401
+        _walk_through_the_readme(workdir, env)
 
         os.killpg(pgid, signal.SIGINT)  # what Ctrl-C in the terminal does
         try:
