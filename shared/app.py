@@ -120,7 +120,7 @@ def service_lifespan(
         app.state.internal_verifier = verifier
         for name, value in (state or {}).items():
             setattr(app.state, name, value)
-        app.state.engine = make_engine(settings.database_url)
+        app.state.engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
         app.state.sessionmaker = make_sessionmaker(app.state.engine)
         try:
             yield

@@ -42,7 +42,15 @@ def make_engine(database_url: str, **overrides: Any) -> AsyncEngine:
             cursor.close()
 
         return engine
-    options: dict[str, Any] = {"pool_size": 10, "max_overflow": 10, "pool_pre_ping": True}
+    # A fixed pool: overflow connections are closed on return, and under steady load that
+    # meant a PostgreSQL backend forked and authenticated for many requests. A request
+    # that waits longer than pool_timeout for a connection gets a 503 problem.
+    options: dict[str, Any] = {
+        "pool_size": 20,
+        "max_overflow": 0,
+        "pool_timeout": 5,
+        "pool_pre_ping": True,
+    }
     options.update(overrides)
     return create_async_engine(database_url, **options)
 

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -202,7 +203,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _handle_problem)
     app.add_exception_handler(RequestValidationError, _handle_validation)
     app.add_exception_handler(StarletteHTTPException, _handle_http)
-    for database_unavailable in (OperationalError, InterfaceError, ConnectionError):
+    for database_unavailable in (OperationalError, InterfaceError, ConnectionError, PoolTimeout):
         app.add_exception_handler(database_unavailable, _handle_database_unavailable)
     app.add_exception_handler(Exception, _handle_unexpected)
 

@@ -24,6 +24,7 @@ class ComponentSettings(BaseSettings):
     env: Environment = Field("production", validation_alias="BROEN_ENV")
     keys_dir: Path = Field(Path("var/keys"), validation_alias="BROEN_KEYS_DIR")
     database_url: str
+    database_pool_size: int = Field(20, ge=1, le=500)
     host: str = "127.0.0.1"
     port: int
     log_level: str = "INFO"
