@@ -18,7 +18,7 @@ from services.participant.schemas import (
 )
 from shared.db import SessionDep
 from shared.internal_auth import CallerDep, require_internal_caller
-from shared.problems import PreconditionFailed, PreconditionRequired, problem_responses
+from shared.problems import PreconditionRequired, problem_responses
 
 # Tells the gateway whether the calling organisation has registered the participant;
 # the gateway's personvern decision uses it, and it never leaves the gateway.
@@ -33,7 +33,7 @@ router = APIRouter(
 
 
 def _answer(response: Response, view: service.ParticipantView) -> ParticipantRead:
-    response.headers["ETag"] = f'"{view.version}"'
+    response.headers["ETag"] = view.etag
     response.headers[RELATIONSHIP_HEADER] = "registered" if view.registered_by_caller else "none"
     return view.read
 
@@ -94,11 +94,9 @@ async def update_participant(
     """Change your organisation's own values; needs If-Match with the ETag you read."""
     if if_match is None:
         raise PreconditionRequired("Send If-Match with the ETag of the participant you read.")
-    try:
-        expected = int(if_match.strip().removeprefix("W/").strip('"'))
-    except ValueError:
-        raise PreconditionFailed("If-Match does not hold an ETag of this participant.") from None
-    view = await service.update(session, keyring, caller, participant_id, data, expected)
+    view = await service.update(
+        session, keyring, caller, participant_id, data, if_match.strip().removeprefix("W/")
+    )
     return _answer(response, view)
 
 

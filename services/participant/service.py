@@ -3,6 +3,7 @@ store calls and the participant's data key."""
 
 from __future__ import annotations
 
+import hmac
 import json
 import uuid
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ class ParticipantView:
     """A participant as the calling organisation sees it before the gateway's projection."""
 
     read: ParticipantRead
-    version: int
+    etag: str
     registered_by_caller: bool
 
 
@@ -115,6 +116,12 @@ async def register(
     return await view(session, keyring, caller, participant_id), newly_registered
 
 
+def etag(keyring: Keyring, participant_id: uuid.UUID, version: int) -> str:
+    """An opaque entity tag. A plain version number would tell an organisation linking a
+    person whether someone else had registered them before (an existence oracle)."""
+    return '"' + keyring.blind_index("etag", f"{participant_id}:{version}")[:24] + '"'
+
+
 async def find(session: AsyncSession, keyring: Keyring, national_id: str) -> uuid.UUID | None:
     return await store.find_participant_id(
         session, keyring.blind_index(NATIONAL_ID_INDEX, national_id)
@@ -127,19 +134,26 @@ async def update(
     caller: CallerContext,
     participant_id: uuid.UUID,
     data: ParticipantUpdate,
-    expected_version: int,
+    if_match: str,
 ) -> ParticipantView:
     organisation = await caller_organisation(session, caller)
-    if not await store.is_registered(session, participant_id, organisation.orgnr):
+    current = await store.get_readable_participant(
+        session, participant_id, orgnr=organisation.orgnr
+    )
+    if current is None or not current.registered_by_orgnr:
         raise ParticipantNotFound()
+    stale = PreconditionFailed("The participant changed since you read it; read it again.")
+    if not hmac.compare_digest(if_match, etag(keyring, participant_id, current.version)):
+        raise stale
     now = now_utc()
+    # The version check is repeated in the UPDATE: a concurrent writer loses here.
     if (
         await store.bump_version(
-            session, participant_id=participant_id, expected_version=expected_version, now=now
+            session, participant_id=participant_id, expected_version=current.version, now=now
         )
         is None
     ):
-        raise PreconditionFailed("The participant changed since you read it; read it again.")
+        raise stale
     changed = data.model_fields_set & set(ATTRIBUTE_FIELDS)
     values = data.model_dump(include=changed, mode="json")
     for field in [f for f, v in values.items() if v is None]:
@@ -236,7 +250,9 @@ async def view(
         )
     read = ParticipantRead(id=participant_id, provenance=provenance, **values)
     return ParticipantView(
-        read=read, version=found.version, registered_by_caller=found.registered_by_orgnr
+        read=read,
+        etag=etag(keyring, participant_id, found.version),
+        registered_by_caller=found.registered_by_orgnr,
     )
 
 

@@ -132,10 +132,6 @@ async def get_wrapped_key(
     return await session.get(ParticipantKey, participant_id)
 
 
-async def is_registered(session: AsyncSession, participant_id: uuid.UUID, orgnr: str) -> bool:
-    return await session.get(Registration, (participant_id, orgnr)) is not None
-
-
 async def add_registration(
     session: AsyncSession, *, participant_id: uuid.UUID, orgnr: str, now: datetime
 ) -> bool:

@@ -72,6 +72,9 @@ async def test_registering_a_known_person_looks_exactly_like_registering_a_new_o
     assert set(known.json()) == set(new.json())
     assert known.json()["withheld"] == new.json()["withheld"]
     assert known.json()["provenance"]["name"]["owner_orgnr"] == SKOLE
+    # The entity tag is opaque: a version count would say that someone registered them first.
+    assert len(known.headers["ETag"]) == len(new.headers["ETag"])
+    assert not known.headers["ETag"].strip('"').isdigit()
 
 
 async def test_the_same_organisation_registering_twice_gets_the_same_id(stack: Stack) -> None:
