@@ -7,7 +7,9 @@ from fastapi import Request
 from starlette.background import BackgroundTask
 from starlette.responses import StreamingResponse
 
-from gateway.clients import Upstream
+from gateway.clients import RELATIONSHIP_HEADER, Upstream
+from shared.app import REQUEST_ID_HEADER
+from shared.internal_auth import HEADER as INTERNAL_TOKEN_HEADER
 from shared.internal_auth import CallerContext
 
 # RFC 9110 §7.6.1 connection-specific headers, plus what the gateway sets itself.
@@ -28,13 +30,14 @@ HOP_BY_HOP = frozenset(
 )
 
 
-def _forwardable(headers: dict[str, str] | list[tuple[str, str]]) -> dict[str, str]:
-    items = headers.items() if isinstance(headers, dict) else headers
-    return {
-        k: v
-        for k, v in items
-        if k.lower() not in HOP_BY_HOP and not k.lower().startswith("broen-internal")
-    }
+# Headers between the gateway and the services; never taken from or given to a caller.
+INTERNAL = frozenset(
+    {INTERNAL_TOKEN_HEADER.lower(), RELATIONSHIP_HEADER.lower(), REQUEST_ID_HEADER.lower()}
+)
+
+
+def _forwardable(headers: list[tuple[str, str]]) -> dict[str, str]:
+    return {k: v for k, v in headers if k.lower() not in HOP_BY_HOP | INTERNAL}
 
 
 async def stream_through(

@@ -78,3 +78,15 @@ async def test_a_service_that_is_down_gives_a_quick_503_problem(
     assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["retry-after"]
     assert elapsed < 5  # bounded by the connect timeout, not a hang
+
+
+async def test_organisations_stream_through_without_internal_headers(stack: Stack) -> None:
+    skole = await stack.add_organisation("310123455", "skole")
+
+    response = await stack.http.get("/api/v1/organisations", headers=await stack.as_org(skole))
+
+    assert response.status_code == 200
+    assert [o["orgnr"] for o in response.json()["items"]] == ["310123455"]
+    assert not any(h.lower().startswith("broen-internal") for h in response.headers)
+    assert "broen-caller-relationship" not in response.headers
+    assert len(response.headers.get_list("broen-request-id")) == 1
