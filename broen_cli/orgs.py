@@ -62,7 +62,12 @@ def add(
     try:
         data = OrganisationCreate(orgnr=orgnr, name=name, agency_type=agency_type, county=county)
     except ValidationError as error:
-        fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()))
+        fail(
+            "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+                for e in error.errors()
+            )
+        )
     added = asyncio.run(add_organisation(data))
     if added is None:
         fail(f"organisation {data.orgnr} is already registered")
