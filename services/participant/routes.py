@@ -32,72 +32,73 @@ router = APIRouter(
 )
 
 
-def _answer(response: Response, view: service.ParticipantView) -> ParticipantRead:
-    response.headers["ETag"] = view.etag
-    response.headers[RELATIONSHIP_HEADER] = "registered" if view.registered_by_caller else "none"
-    return view.read
+def _answer(view: service.ParticipantView, status_code: int = 200) -> Response:
+    # Serialised here, once: returning the model would have FastAPI validate it again.
+    headers = {
+        "ETag": view.etag,
+        RELATIONSHIP_HEADER: "registered" if view.registered_by_caller else "none",
+    }
+    if status_code == 201:
+        headers["Location"] = f"/api/v1/participants/{view.read.id}"
+    return Response(
+        view.read.model_dump_json(),
+        status_code=status_code,
+        media_type="application/json",
+        headers=headers,
+    )
 
 
-@router.post("", status_code=201, responses=problem_responses(409))
+@router.post(
+    "",
+    status_code=201,
+    response_model=ParticipantRead,
+    responses={200: {"model": ParticipantRead}, **problem_responses(409)},
+)
 async def register_participant(
-    data: ParticipantCreate,
-    response: Response,
-    session: SessionDep,
-    keyring: KeyringDep,
-    caller: CallerDep,
-) -> ParticipantRead:
+    data: ParticipantCreate, session: SessionDep, keyring: KeyringDep, caller: CallerDep
+) -> Response:
     """Register a participant, or link your organisation to one already known to Broen."""
     view, newly_registered = await service.register(session, keyring, caller, data)
-    if not newly_registered:
-        response.status_code = 200
-    response.headers["Location"] = f"/api/v1/participants/{view.read.id}"
-    return _answer(response, view)
+    return _answer(view, 201 if newly_registered else 200)
 
 
-@router.post("/lookup")
+@router.post("/lookup", response_model=ParticipantRead)
 async def lookup_participant(
-    data: ParticipantLookup,
-    response: Response,
-    session: SessionDep,
-    keyring: KeyringDep,
-    caller: CallerDep,
-) -> ParticipantRead:
+    data: ParticipantLookup, session: SessionDep, keyring: KeyringDep, caller: CallerDep
+) -> Response:
     """Find a participant by national id, given in the body so it never appears in a URL."""
     participant_id = await service.find(session, keyring, data.national_id)
     if participant_id is None:
         raise ParticipantNotFound()
-    return _answer(response, await service.view(session, keyring, caller, participant_id))
+    return _answer(await service.view(session, keyring, caller, participant_id))
 
 
-@router.get("/{participant_id}")
+@router.get("/{participant_id}", response_model=ParticipantRead)
 async def read_participant(
-    participant_id: uuid.UUID,
-    response: Response,
-    session: SessionDep,
-    keyring: KeyringDep,
-    caller: CallerDep,
-) -> ParticipantRead:
+    participant_id: uuid.UUID, session: SessionDep, keyring: KeyringDep, caller: CallerDep
+) -> Response:
     """Read one participant."""
-    return _answer(response, await service.view(session, keyring, caller, participant_id))
+    return _answer(await service.view(session, keyring, caller, participant_id))
 
 
-@router.patch("/{participant_id}", responses=problem_responses(412, 428))
+@router.patch(
+    "/{participant_id}", response_model=ParticipantRead, responses=problem_responses(412, 428)
+)
 async def update_participant(
     participant_id: uuid.UUID,
     data: ParticipantUpdate,
-    response: Response,
     session: SessionDep,
     keyring: KeyringDep,
     caller: CallerDep,
     if_match: Annotated[str | None, Header()] = None,
-) -> ParticipantRead:
+) -> Response:
     """Change your organisation's own values; needs If-Match with the ETag you read."""
     if if_match is None:
         raise PreconditionRequired("Send If-Match with the ETag of the participant you read.")
     view = await service.update(
         session, keyring, caller, participant_id, data, if_match.strip().removeprefix("W/")
     )
-    return _answer(response, view)
+    return _answer(view)
 
 
 organisations = APIRouter(
