@@ -100,6 +100,16 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def create_service_app(
+    title: str, lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]]
+) -> FastAPI:
+    """A service's app. No docs or OpenAPI: the gateway publishes the public document, and a
+    service port answers only health checks and calls that carry an internal token."""
+    app = FastAPI(title=title, version="1", lifespan=lifespan, openapi_url=None)
+    install_common(app)
+    return app
+
+
 def service_lifespan(
     settings: ComponentSettings,
     component: str,

@@ -90,3 +90,12 @@ async def test_the_gateways_internal_token_is_accepted(
 
     assert response.status_code == 200
     assert response.json() == {"items": [], "next_cursor": None}
+
+
+@pytest.mark.parametrize("path", ["/openapi.json", "/docs"])
+async def test_a_service_publishes_no_api_description(
+    service: httpx.AsyncClient, path: str
+) -> None:
+    response = await service.get(path)
+
+    assert response.status_code == 404

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.messaging.settings import MessagingSettings
-from shared.app import install_common, service_lifespan
+from shared.app import create_service_app, service_lifespan
 from shared.settings import ensure_dev_mode_is_safe
 
 COMPONENT = "messaging"
@@ -14,6 +14,5 @@ def create_app(settings: MessagingSettings) -> FastAPI:
     """Health and readiness only so far; its API arrives with the messaging issue."""
     ensure_dev_mode_is_safe(settings)
     lifespan = service_lifespan(settings, COMPONENT, TRUSTED_CALLERS)
-    app = FastAPI(title="Broen messaging service", version="1", lifespan=lifespan)
-    install_common(app)
+    app = create_service_app("Broen messaging service", lifespan)
     return app

@@ -4,7 +4,7 @@ from fastapi import FastAPI
 
 from services.participant.routes import organisations, router
 from services.participant.settings import ParticipantSettings
-from shared.app import install_common, service_lifespan
+from shared.app import create_service_app, service_lifespan
 from shared.crypto import Keyring
 from shared.settings import ensure_dev_mode_is_safe
 
@@ -20,8 +20,7 @@ def create_app(settings: ParticipantSettings) -> FastAPI:
         TRUSTED_CALLERS,
         state={"keyring": Keyring.load(settings.keys_dir, COMPONENT)},
     )
-    app = FastAPI(title="Broen participant service", version="1", lifespan=lifespan)
-    install_common(app)
+    app = create_service_app("Broen participant service", lifespan)
     app.include_router(router)
     app.include_router(organisations)
     return app
