@@ -115,7 +115,7 @@ def _read_jwks(path: Path) -> Any:
 
 def _registered_agency_type(orgnr: str) -> str:
     # Imported here so this module does not load the participant service unless needed.
-    from broen_cli.orgs import lookup_agency_type
+    from broen_cli.directory import lookup_agency_type
 
     try:
         found = lookup_agency_type(orgnr)

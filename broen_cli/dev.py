@@ -16,7 +16,7 @@ from joserfc.jwk import OKPKey
 from stdnum.no import fodselsnummer
 
 from broen_cli.common import JsonOption, emit, fail, require_dev_mode, settings_for
-from broen_cli.orgs import add_organisation
+from broen_cli.directory import add_organisation
 from gateway.oauth import register_client
 from gateway.settings import GatewaySettings
 from services.participant import service as participant_service

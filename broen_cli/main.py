@@ -20,7 +20,7 @@ from broen_cli.common import (
     settings_for,
 )
 from broen_cli.dev import dev_app, seed_demo_world
-from broen_cli.orgs import org_app
+from broen_cli.directory import org_app, staff_app, unit_app
 from shared.keys import init_keys_dir
 from shared.migrations import upgrade
 from shared.settings import ConfigurationError, DevModeRefused, ensure_dev_mode_is_safe
@@ -33,6 +33,8 @@ keys_app = typer.Typer(help="Key material.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
 app.add_typer(dev_app, name="dev")
 admin_app.add_typer(org_app, name="org")
+admin_app.add_typer(unit_app, name="unit")
+admin_app.add_typer(staff_app, name="staff")
 admin_app.add_typer(keys_app, name="keys")
 
 

@@ -11,7 +11,7 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from gateway.settings import GatewaySettings
-from services.participant.schemas import ParticipantRead
+from services.participant.schemas import ParticipantRead, StaffRead
 from shared.app import REQUEST_ID_HEADER, current_request_id
 from shared.internal_auth import CallerContext, InternalTokenSigner, internal_headers
 from shared.problems import Problem, ServiceUnavailable
@@ -135,6 +135,16 @@ class ParticipantClient:
     async def read(self, caller: CallerContext, participant_id: uuid.UUID) -> ParticipantAnswer:
         response = await self.upstream.call("GET", f"/api/v1/participants/{participant_id}", caller)
         return _answer(response)
+
+    async def read_staff(self, caller: CallerContext, staff_id: uuid.UUID) -> StaffRead | None:
+        """The directory's record of a staff member, or None if there is none."""
+        try:
+            response = await self.upstream.call("GET", f"/internal/v1/staff/{staff_id}", caller)
+        except UpstreamProblem as problem:
+            if problem.status == 404:
+                return None
+            raise
+        return StaffRead.model_validate_json(response.content)
 
     async def update(
         self, caller: CallerContext, participant_id: uuid.UUID, body: bytes, if_match: str | None

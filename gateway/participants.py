@@ -20,6 +20,7 @@ from services.participant.schemas import (
     ParticipantLookup,
     ParticipantRead,
     ParticipantUpdate,
+    UnitList,
 )
 from shared.internal_auth import CallerContext
 from shared.problems import problem_responses
@@ -126,6 +127,13 @@ async def list_organisations(request: Request, caller: Reader) -> Response:
     """The organisations registered in Broen."""
     upstream = request.app.state.participant_client.upstream
     return await stream_through(request, upstream, caller, "/api/v1/organisations")
+
+
+@router.get("/units", tags=["directory"], response_model=UnitList)
+async def list_units(request: Request, caller: Reader) -> Response:
+    """Your organisation's units and their inbox handles."""
+    upstream = request.app.state.participant_client.upstream
+    return await stream_through(request, upstream, caller, "/api/v1/units")
 
 
 @router.get(

@@ -11,3 +11,15 @@ AgencyType = Literal[
 AGENCY_TYPES: tuple[str, ...] = AgencyType.__args__  # type: ignore[attr-defined]
 
 Adressebeskyttelse = Literal["fortrolig", "strengt_fortrolig", "strengt_fortrolig_utland"]
+
+# Staff roles: assignments, the policy and message routing all use these words.
+Role = Literal[
+    "kontaktlaerer",
+    "faglaerer",
+    "veileder",
+    "kontaktperson",
+    "opplaeringskoordinator",
+    "ot_radgiver",
+    "auditor",
+]
+ROLES: tuple[str, ...] = Role.__args__  # type: ignore[attr-defined]

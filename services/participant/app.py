@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.participant.routes import organisations, router
+from services.participant.routes import internal, organisations, router, units
 from services.participant.settings import ParticipantSettings
 from shared.app import create_service_app, service_lifespan
 from shared.crypto import Keyring
@@ -23,4 +23,6 @@ def create_app(settings: ParticipantSettings) -> FastAPI:
     app = create_service_app("Broen participant service", lifespan)
     app.include_router(router)
     app.include_router(organisations)
+    app.include_router(units)
+    app.include_router(internal)
     return app

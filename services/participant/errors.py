@@ -28,3 +28,13 @@ class CallerOrganisationUnknown(Forbidden):
 
     def __init__(self) -> None:
         super().__init__("The calling organisation is not registered in Broen.")
+
+
+class UnitNotFound(NotFound):
+    type = "unit-not-found"
+    title = "Unit not found"
+
+
+class StaffNotFound(NotFound):
+    type = "staff-not-found"
+    title = "Staff member not found"

@@ -4,9 +4,9 @@ organisation that recorded it, with provenance, and sealed with the participant'
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import ForeignKey, Integer, LargeBinary, String, Uuid
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, LargeBinary, String, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import UtcDateTime, make_metadata
@@ -81,4 +81,71 @@ class Attribute(Base):
     value_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     source_system: Mapped[str] = mapped_column(String(100))
     verification: Mapped[str] = mapped_column(String(20))
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Unit(Base):
+    """A unit of an organisation: a NAV-kontor, NAV Tiltak, a school, an OT unit, ..."""
+
+    __tablename__ = "units"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    orgnr: Mapped[str] = mapped_column(ForeignKey("organisations.orgnr"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(60))
+    # Where messages to the unit land when no person is assigned.
+    inbox_handle: Mapped[str] = mapped_column(String(80), unique=True)
+    # For NAV units: a name that says nothing about where a person lives (kode 6).
+    routing_handle: Mapped[str | None] = mapped_column(String(80), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Staff(Base):
+    __tablename__ = "staff"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    orgnr: Mapped[str] = mapped_column(ForeignKey("organisations.orgnr"), index=True)
+    unit_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("units.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    roles: Mapped[list[str]] = mapped_column(JSON)
+    # Explicit authorisation to see `skjermet` participants (e.g. NAV employees as participants).
+    skjermet_authorised: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Assignment(Base):
+    """Who at an organisation has a role for a participant, and when. Never updated except
+    to end it: a new assignment in the same role from the same organisation ends the old."""
+
+    __tablename__ = "assignments"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    participant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("participants.id", ondelete="CASCADE"), index=True
+    )
+    orgnr: Mapped[str] = mapped_column(ForeignKey("organisations.orgnr"))
+    role: Mapped[str] = mapped_column(String(40))
+    staff_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("staff.id"))
+    unit_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("units.id"))
+    valid_from: Mapped[datetime] = mapped_column(UtcDateTime)
+    valid_to: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # The timeline event that made it (a NAV integration's `veileder.tildelt`), if any.
+    source_event_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+
+
+class ProgrammeParticipation(Base):
+    """A participant's place in a programme run by an organisation (e.g. `vgo`)."""
+
+    __tablename__ = "programme_participations"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    participant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("participants.id", ondelete="CASCADE"), index=True
+    )
+    orgnr: Mapped[str] = mapped_column(ForeignKey("organisations.orgnr"))
+    programme: Mapped[str] = mapped_column(String(80))
+    starts_on: Mapped[date] = mapped_column(Date)
+    ends_on: Mapped[date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20))
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Response
 
-from services.participant import service, store
+from services.participant import directory, service, store
 from services.participant.deps import KeyringDep
 from services.participant.errors import OrganisationNotFound, ParticipantNotFound
 from services.participant.schemas import (
@@ -15,6 +15,9 @@ from services.participant.schemas import (
     ParticipantLookup,
     ParticipantRead,
     ParticipantUpdate,
+    StaffRead,
+    UnitList,
+    UnitRead,
 )
 from shared.db import SessionDep
 from shared.internal_auth import CallerDep, require_internal_caller
@@ -125,3 +128,34 @@ async def read_organisation(orgnr: str, session: SessionDep) -> OrganisationRead
     if found is None:
         raise OrganisationNotFound(f"No organisation {orgnr} is registered.")
     return OrganisationRead.model_validate(found, from_attributes=True)
+
+
+units = APIRouter(
+    prefix="/api/v1/units",
+    tags=["directory"],
+    dependencies=[Depends(require_internal_caller)],
+    responses=problem_responses(401),
+)
+
+
+@units.get("")
+async def list_units(session: SessionDep, caller: CallerDep) -> UnitList:
+    """Your organisation's units, with their inbox handles (no personal data)."""
+    found = await store.list_units(session, orgnr=caller.orgnr or "")
+    return UnitList(items=[UnitRead.model_validate(u, from_attributes=True) for u in found])
+
+
+# Read by the gateway when a system asks for a token on behalf of a staff member;
+# never routed to the public.
+internal = APIRouter(
+    prefix="/internal/v1",
+    tags=["internal"],
+    dependencies=[Depends(require_internal_caller)],
+    responses=problem_responses(401, 404),
+)
+
+
+@internal.get("/staff/{staff_id}")
+async def read_staff(staff_id: uuid.UUID, session: SessionDep) -> StaffRead:
+    """One staff member: organisation, unit and roles."""
+    return await directory.read_staff(session, staff_id)

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from stdnum.no import fodselsnummer, orgnr
 
-from shared.vocabulary import Adressebeskyttelse, AgencyType
+from shared.vocabulary import Adressebeskyttelse, AgencyType, Role
 
 Verification = Literal["self_reported", "verified"]
 
@@ -68,6 +68,52 @@ class OrganisationRead(BaseModel):
 class OrganisationList(BaseModel):
     items: list[OrganisationRead]
     next_cursor: str | None = None
+
+
+UnitKind = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,59}$")]
+
+
+class UnitCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    orgnr: Orgnr
+    name: Text
+    kind: UnitKind = Field(description="e.g. nav_kontor, nav_tiltak, skole, ot, voksenopplaering")
+
+
+class UnitRead(BaseModel):
+    id: uuid.UUID
+    orgnr: str
+    name: str
+    kind: str
+    inbox_handle: str = Field(description="Where messages to the unit land.")
+    routing_handle: str | None = Field(
+        description="NAV units only: a neutral handle other agencies see for protected persons."
+    )
+
+
+class UnitList(BaseModel):
+    items: list[UnitRead]
+    next_cursor: str | None = None
+
+
+class StaffCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    orgnr: Orgnr
+    unit_id: uuid.UUID
+    name: Text
+    roles: list[Role] = Field(min_length=1)
+    skjermet_authorised: bool = False
+
+
+class StaffRead(BaseModel):
+    id: uuid.UUID
+    orgnr: str
+    unit_id: uuid.UUID
+    name: str
+    roles: list[Role]
+    skjermet_authorised: bool
 
 
 class _Attributes(BaseModel):

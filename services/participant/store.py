@@ -16,6 +16,8 @@ from services.participant.models import (
     Participant,
     ParticipantKey,
     Registration,
+    Staff,
+    Unit,
 )
 
 
@@ -179,3 +181,31 @@ async def bump_version(
         )
     )
     return result.scalar_one_or_none()
+
+
+async def add_unit(session: AsyncSession, unit: Unit) -> bool:
+    """False when a handle is already taken."""
+    try:
+        async with session.begin_nested():
+            session.add(unit)
+    except IntegrityError:
+        return False
+    return True
+
+
+async def get_unit(session: AsyncSession, unit_id: uuid.UUID) -> Unit | None:
+    return await session.get(Unit, unit_id)
+
+
+async def list_units(session: AsyncSession, *, orgnr: str) -> list[Unit]:
+    result = await session.scalars(select(Unit).where(Unit.orgnr == orgnr).order_by(Unit.name))
+    return list(result.all())
+
+
+async def add_staff(session: AsyncSession, staff: Staff) -> None:
+    session.add(staff)
+    await session.flush()
+
+
+async def get_staff(session: AsyncSession, staff_id: uuid.UUID) -> Staff | None:
+    return await session.get(Staff, staff_id)

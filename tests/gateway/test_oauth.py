@@ -7,9 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
-import sys
 import time
-import types
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -614,13 +612,12 @@ def test_cli_add_registers_client_and_refuses_admin_scope(
 
 
 def test_cli_add_without_agency_type_refuses_unknown_organisation(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: Callable[[str], str]
 ) -> None:
     from broen_cli.client import client_app
 
-    orgs = types.ModuleType("broen_cli.orgs")
-    orgs.lookup_agency_type = lambda orgnr: None  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "broen_cli.orgs", orgs)
+    # A real, empty directory: the organisation is looked up there and not found.
+    monkeypatch.setenv("BROEN_PARTICIPANT_DATABASE_URL", database_url("participant"))
     private_key = ed25519.Ed25519PrivateKey.generate()
     jwks_file = tmp_path / "jwks.json"
     jwks_file.write_text(json.dumps({"keys": [public_jwk(private_key.public_key(), "k1")]}))
