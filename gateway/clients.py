@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
+from pydantic import BaseModel
 
 from gateway.settings import GatewaySettings
 from services.participant.schemas import ParticipantRead, StaffRead
@@ -17,6 +18,7 @@ from shared.internal_auth import CallerContext, InternalTokenSigner, internal_he
 from shared.problems import Problem, ServiceUnavailable
 
 RELATIONSHIP_HEADER = "Broen-Caller-Relationship"
+M = TypeVar("M", bound=BaseModel)
 
 
 class UpstreamProblem(Problem):
@@ -80,13 +82,16 @@ class Upstream:
         *,
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
     ) -> httpx.Response:
         all_headers = self.headers_for(caller)
         if content is not None:
             all_headers["Content-Type"] = "application/json"
         all_headers.update(headers or {})
         response = await self.send(
-            self.http.build_request(method, path, content=content, headers=all_headers)
+            self.http.build_request(
+                method, path, content=content, headers=all_headers, params=params
+            )
         )
         if response.status_code >= 400:
             raise _problem_from(self.name, response)
@@ -114,7 +119,7 @@ class ParticipantAnswer:
     participant: ParticipantRead
     status: int
     etag: str | None
-    registered_by_caller: bool
+    relationships: frozenset[str]
 
 
 class ParticipantClient:
@@ -135,6 +140,20 @@ class ParticipantClient:
     async def read(self, caller: CallerContext, participant_id: uuid.UUID) -> ParticipantAnswer:
         response = await self.upstream.call("GET", f"/api/v1/participants/{participant_id}", caller)
         return _answer(response)
+
+    async def fetch(
+        self,
+        model: type[M],
+        method: str,
+        path: str,
+        caller: CallerContext,
+        *,
+        content: bytes | None = None,
+        params: dict[str, str] | None = None,
+    ) -> tuple[M, int]:
+        """A participant sub-resource parsed into its model, and the upstream status."""
+        response = await self.upstream.call(method, path, caller, content=content, params=params)
+        return model.model_validate_json(response.content), response.status_code
 
     async def read_staff(self, caller: CallerContext, staff_id: uuid.UUID) -> StaffRead | None:
         """The directory's record of a staff member, or None if there is none."""
@@ -164,5 +183,5 @@ def _answer(response: httpx.Response) -> ParticipantAnswer:
         participant=ParticipantRead.model_validate_json(response.content),
         status=response.status_code,
         etag=response.headers.get("ETag"),
-        registered_by_caller=response.headers.get(RELATIONSHIP_HEADER) == "registered",
+        relationships=frozenset(response.headers.get(RELATIONSHIP_HEADER, "").split()) - {"none"},
     )

@@ -6,24 +6,34 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from pydantic import AwareDatetime, BaseModel
 
 from gateway.clients import ParticipantAnswer, ParticipantClient
 from gateway.deps import require_scope
-from gateway.personvern import project_participant
+from gateway.personvern import project_participant, project_records
 from gateway.proxy import stream_through
 from services.participant.errors import ParticipantNotFound
 from services.participant.schemas import (
+    AssignmentCreate,
+    AssignmentList,
+    AssignmentRead,
     OrganisationList,
     OrganisationRead,
     ParticipantCreate,
     ParticipantLookup,
     ParticipantRead,
     ParticipantUpdate,
+    ProgrammeCreate,
+    ProgrammeList,
+    ProgrammeRead,
+    ProgrammeUpdate,
     UnitList,
 )
 from shared.internal_auth import CallerContext
+from shared.pagination import DEFAULT_LIMIT, Cursor, Limit
 from shared.problems import problem_responses
+from shared.vocabulary import Role
 
 Reader = Annotated[CallerContext, Depends(require_scope("participants:read"))]
 Writer = Annotated[CallerContext, Depends(require_scope("participants:write"))]
@@ -43,9 +53,7 @@ ClientDep = Annotated[ParticipantClient, Depends(participant_client)]
 
 
 def _released(caller: CallerContext, answer: ParticipantAnswer) -> Response:
-    projected = project_participant(
-        caller, answer.participant, has_relationship=answer.registered_by_caller
-    )
+    projected = project_participant(caller, answer.participant, relationships=answer.relationships)
     if projected is None:
         raise ParticipantNotFound()
     withheld = {w.field for w in projected.withheld}
@@ -120,6 +128,143 @@ async def update_participant(
     """Change your organisation's own values; send If-Match with the ETag you read."""
     answer = await client.update(caller, participant_id, await request.body(), if_match)
     return _released(caller, answer)
+
+
+def _query(**values: object) -> dict[str, str]:
+    """Validated query parameters for the upstream call (never the raw query string)."""
+    return {name: str(value) for name, value in values.items() if value is not None}
+
+
+def _json(model: BaseModel, status_code: int = 200) -> Response:
+    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
+
+
+@router.post(
+    "/participants/{participant_id}/assignments",
+    tags=["assignments"],
+    status_code=201,
+    response_model=AssignmentRead,
+    responses=problem_responses(404, 409),
+)
+async def create_assignment(
+    participant_id: uuid.UUID,
+    data: AssignmentCreate,
+    request: Request,
+    caller: Writer,
+    client: ClientDep,
+) -> Response:
+    """Assign one of your staff, or a unit's inbox, to a role for the participant.
+
+    The previous assignment in that role from your organisation ends when this one starts.
+    """
+    created, status = await client.fetch(
+        AssignmentRead,
+        "POST",
+        f"/api/v1/participants/{participant_id}/assignments",
+        caller,
+        content=await request.body(),
+    )
+    return _json(created, status)
+
+
+@router.get(
+    "/participants/{participant_id}/assignments",
+    tags=["assignments"],
+    response_model=AssignmentList,
+    responses=problem_responses(404),
+)
+async def list_assignments(
+    participant_id: uuid.UUID,
+    caller: Reader,
+    client: ClientDep,
+    role: Role | None = None,
+    at: AwareDatetime | None = Query(None, description="Only those in force at this moment."),
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Response:
+    """Assignments, current and past, oldest first: your organisation's own for now."""
+    page, _ = await client.fetch(
+        AssignmentList,
+        "GET",
+        f"/api/v1/participants/{participant_id}/assignments",
+        caller,
+        params=_query(role=role, at=at.isoformat() if at else None, limit=limit, cursor=cursor),
+    )
+    return _json(page.model_copy(update={"items": project_records(caller, page.items)}))
+
+
+@router.post(
+    "/participants/{participant_id}/programmes",
+    tags=["programmes"],
+    status_code=201,
+    response_model=ProgrammeRead,
+    responses=problem_responses(404),
+)
+async def add_programme(
+    participant_id: uuid.UUID,
+    data: ProgrammeCreate,
+    request: Request,
+    caller: Writer,
+    client: ClientDep,
+) -> Response:
+    """Record the participant's place in one of your organisation's programmes."""
+    created, status = await client.fetch(
+        ProgrammeRead,
+        "POST",
+        f"/api/v1/participants/{participant_id}/programmes",
+        caller,
+        content=await request.body(),
+    )
+    return _json(created, status)
+
+
+@router.get(
+    "/participants/{participant_id}/programmes",
+    tags=["programmes"],
+    response_model=ProgrammeList,
+    responses=problem_responses(404),
+)
+async def list_programmes(
+    participant_id: uuid.UUID,
+    caller: Reader,
+    client: ClientDep,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Response:
+    """Programme participation, oldest first: your organisation's own for now."""
+    page, _ = await client.fetch(
+        ProgrammeList,
+        "GET",
+        f"/api/v1/participants/{participant_id}/programmes",
+        caller,
+        params=_query(limit=limit, cursor=cursor),
+    )
+    return _json(page.model_copy(update={"items": project_records(caller, page.items)}))
+
+
+@router.patch(
+    "/participants/{participant_id}/programmes/{participation_id}",
+    tags=["programmes"],
+    response_model=ProgrammeRead,
+    responses=problem_responses(404),
+)
+async def update_programme(
+    participant_id: uuid.UUID,
+    participation_id: uuid.UUID,
+    data: ProgrammeUpdate,
+    request: Request,
+    caller: Writer,
+    client: ClientDep,
+) -> Response:
+    """Change the status or end date of your organisation's programme participation."""
+    updated, status = await client.fetch(
+        ProgrammeRead,
+        "PATCH",
+        f"/api/v1/participants/{participant_id}/programmes/{participation_id}",
+        caller,
+        content=await request.body(),
+    )
+    return _json(updated, status)
 
 
 @router.get("/organisations", tags=["organisations"], response_model=OrganisationList)

@@ -1,13 +1,15 @@
 """The personvern hook: every participant resource passes here before it leaves the gateway.
 
 Until the policy document lands, the rule is the fail-closed one: a caller sees only the
-values its own organisation recorded, about participants its organisation registered.
+values its own organisation recorded, about participants it has a relationship with (it
+registered them, has an assignment or a programme participation).
 Everything else is withheld as `not_shared`. The policy will replace `decide_field`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from services.participant.schemas import ATTRIBUTE_FIELDS, ParticipantRead, Withheld
 from shared.internal_auth import CallerContext
@@ -31,11 +33,11 @@ def decide_field(caller: CallerContext, participant: ParticipantRead, field: str
 
 
 def project_participant(
-    caller: CallerContext, participant: ParticipantRead, *, has_relationship: bool
+    caller: CallerContext, participant: ParticipantRead, *, relationships: frozenset[str]
 ) -> ParticipantRead | None:
     """The participant as this caller may see it, or None when the caller may see nothing
     (answered exactly like an unknown participant: no existence oracle)."""
-    if not has_relationship:
+    if not relationships:
         return None
     decisions = [decide_field(caller, participant, field) for field in ATTRIBUTE_FIELDS]
     released = {d.field for d in decisions if d.release}
@@ -46,3 +48,16 @@ def project_participant(
         withheld=[Withheld(field=d.field, reason=d.reason) for d in decisions if not d.release],
         **values,
     )
+
+
+class OwnedRecord(Protocol):
+    orgnr: str
+
+
+R = TypeVar("R", bound=OwnedRecord)
+
+
+def project_records(caller: CallerContext, records: list[R]) -> list[R]:
+    """Records an organisation made about a participant (assignments, programme places):
+    the caller sees its own organisation's; the rest are left out of the list."""
+    return [record for record in records if caller.orgnr and record.orgnr == caller.orgnr]

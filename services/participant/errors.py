@@ -38,3 +38,21 @@ class UnitNotFound(NotFound):
 class StaffNotFound(NotFound):
     type = "staff-not-found"
     title = "Staff member not found"
+
+
+class NotYourOrganisation(Forbidden):
+    type = "not-your-organisation"
+    title = "Not your organisation's"
+
+
+class AssignmentConflict(Conflict):
+    type = "assignment-conflict"
+    title = "Assignment changed meanwhile"
+
+    def __init__(self) -> None:
+        super().__init__("Another assignment in this role was recorded at the same time; retry.")
+
+
+class ProgrammeNotFound(NotFound):
+    type = "programme-not-found"
+    title = "Programme participation not found"

@@ -6,7 +6,18 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, LargeBinary, String, Uuid
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Uuid,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import UtcDateTime, make_metadata
@@ -132,6 +143,19 @@ class Assignment(Base):
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)
     # The timeline event that made it (a NAV integration's `veileder.tildelt`), if any.
     source_event_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+
+    __table_args__ = (
+        # One open assignment per role and organisation: a concurrent second one fails.
+        Index(
+            "uq_assignments_open_role",
+            "participant_id",
+            "orgnr",
+            "role",
+            unique=True,
+            sqlite_where=text("valid_to IS NULL"),
+            postgresql_where=text("valid_to IS NULL"),
+        ),
+    )
 
 
 class ProgrammeParticipation(Base):

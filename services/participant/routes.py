@@ -1,30 +1,42 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Response
+from pydantic import AwareDatetime
 
-from services.participant import directory, service, store
+from services.participant import assignments, directory, service, store
 from services.participant.deps import KeyringDep
 from services.participant.errors import OrganisationNotFound, ParticipantNotFound
 from services.participant.schemas import (
+    AssignmentCreate,
+    AssignmentList,
+    AssignmentRead,
     OrganisationList,
     OrganisationRead,
     ParticipantCreate,
     ParticipantLookup,
     ParticipantRead,
     ParticipantUpdate,
+    ProgrammeCreate,
+    ProgrammeList,
+    ProgrammeRead,
+    ProgrammeUpdate,
     StaffRead,
     UnitList,
     UnitRead,
 )
 from shared.db import SessionDep
 from shared.internal_auth import CallerDep, require_internal_caller
-from shared.problems import PreconditionRequired, problem_responses
+from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
+from shared.problems import PreconditionRequired, ValidationProblem, problem_responses
+from shared.vocabulary import Role
 
-# Tells the gateway whether the calling organisation has registered the participant;
-# the gateway's personvern decision uses it, and it never leaves the gateway.
+# The caller's relationships to the participant (registered, assigned, same_unit,
+# programme), for the gateway's personvern decision; it never leaves the gateway.
 RELATIONSHIP_HEADER = "Broen-Caller-Relationship"
 
 router = APIRouter(
@@ -39,7 +51,7 @@ def _answer(view: service.ParticipantView, status_code: int = 200) -> Response:
     # Serialised here, once: returning the model would have FastAPI validate it again.
     headers = {
         "ETag": view.etag,
-        RELATIONSHIP_HEADER: "registered" if view.registered_by_caller else "none",
+        RELATIONSHIP_HEADER: " ".join(sorted(view.relationships)) or "none",
     }
     if status_code == 201:
         headers["Location"] = f"/api/v1/participants/{view.read.id}"
@@ -102,6 +114,84 @@ async def update_participant(
         session, keyring, caller, participant_id, data, if_match.strip().removeprefix("W/")
     )
     return _answer(view)
+
+
+def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    if cursor is None:
+        return None
+    recorded_at, row_id = decode_cursor(cursor, 2)
+    try:
+        return datetime.fromisoformat(recorded_at), uuid.UUID(row_id)
+    except (TypeError, ValueError):
+        raise ValidationProblem("The cursor is not one this API gave out.") from None
+
+
+def _next_cursor(items: Sequence[AssignmentRead | ProgrammeRead], limit: int) -> str | None:
+    if len(items) < limit:
+        return None
+    return encode_cursor(items[-1].recorded_at.isoformat(), str(items[-1].id))
+
+
+@router.post("/{participant_id}/assignments", status_code=201, responses=problem_responses(409))
+async def create_assignment(
+    participant_id: uuid.UUID, data: AssignmentCreate, session: SessionDep, caller: CallerDep
+) -> AssignmentRead:
+    """Assign one of your staff (or a unit's inbox) to a role; ends the previous one."""
+    return await assignments.create_assignment(session, caller, participant_id, data)
+
+
+@router.get("/{participant_id}/assignments")
+async def list_assignments(
+    participant_id: uuid.UUID,
+    session: SessionDep,
+    caller: CallerDep,
+    role: Role | None = None,
+    at: AwareDatetime | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> AssignmentList:
+    """Assignments, current and past, oldest first; `at` gives those in force then."""
+    items = await assignments.list_assignments(
+        session, caller, participant_id, role=role, at=at, after=_after(cursor), limit=limit
+    )
+    return AssignmentList(items=items, next_cursor=_next_cursor(items, limit))
+
+
+@router.post("/{participant_id}/programmes", status_code=201)
+async def add_programme(
+    participant_id: uuid.UUID, data: ProgrammeCreate, session: SessionDep, caller: CallerDep
+) -> ProgrammeRead:
+    """Record the participant's place in one of your organisation's programmes."""
+    return await assignments.add_programme(session, caller, participant_id, data)
+
+
+@router.get("/{participant_id}/programmes")
+async def list_programmes(
+    participant_id: uuid.UUID,
+    session: SessionDep,
+    caller: CallerDep,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> ProgrammeList:
+    """Programme participation, oldest first."""
+    items = await assignments.list_programmes(
+        session, caller, participant_id, after=_after(cursor), limit=limit
+    )
+    return ProgrammeList(items=items, next_cursor=_next_cursor(items, limit))
+
+
+@router.patch("/{participant_id}/programmes/{participation_id}")
+async def update_programme(
+    participant_id: uuid.UUID,
+    participation_id: uuid.UUID,
+    data: ProgrammeUpdate,
+    session: SessionDep,
+    caller: CallerDep,
+) -> ProgrammeRead:
+    """Change the status or end date of your organisation's programme participation."""
+    return await assignments.update_programme(
+        session, caller, participant_id, participation_id, data
+    )
 
 
 organisations = APIRouter(

@@ -7,7 +7,15 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 from stdnum.no import fodselsnummer, orgnr
 
 from shared.vocabulary import Adressebeskyttelse, AgencyType, Role
@@ -188,3 +196,83 @@ ATTRIBUTE_FIELDS: tuple[str, ...] = (
     "adressebeskyttelse",
     "skjermet",
 )
+
+
+class AssignmentCreate(BaseModel):
+    """Assign a staff member, or a unit (its inbox), to a role for the participant.
+    Ends the previous assignment in that role from your organisation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+    staff_id: uuid.UUID | None = None
+    unit_id: uuid.UUID | None = None
+    valid_from: AwareDatetime | None = Field(None, description="Defaults to now.")
+
+    @model_validator(mode="after")
+    def _one_assignee(self) -> AssignmentCreate:
+        if (self.staff_id is None) == (self.unit_id is None):
+            raise ValueError("give exactly one of staff_id and unit_id")
+        return self
+
+
+class AssignmentRead(BaseModel):
+    id: uuid.UUID
+    participant_id: uuid.UUID
+    orgnr: str
+    role: Role
+    staff_id: uuid.UUID | None
+    unit_id: uuid.UUID
+    valid_from: datetime
+    valid_to: datetime | None
+    recorded_at: datetime
+    source_event_id: uuid.UUID | None = None
+
+
+class AssignmentList(BaseModel):
+    items: list[AssignmentRead]
+    next_cursor: str | None = None
+
+
+ProgrammeStatus = Literal["planned", "active", "completed", "discontinued"]
+ProgrammeCode = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,79}$")]
+
+
+class ProgrammeCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    programme: ProgrammeCode = Field(
+        description="e.g. opplaeringstiltak-lengre-varighet, introduksjonsprogram, vgo"
+    )
+    starts_on: date
+    ends_on: date | None = None
+    status: ProgrammeStatus = "active"
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> ProgrammeCreate:
+        if self.ends_on is not None and self.ends_on < self.starts_on:
+            raise ValueError("ends_on is before starts_on")
+        return self
+
+
+class ProgrammeUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ends_on: date | None = None
+    status: ProgrammeStatus | None = None
+
+
+class ProgrammeRead(BaseModel):
+    id: uuid.UUID
+    participant_id: uuid.UUID
+    orgnr: str
+    programme: str
+    starts_on: date
+    ends_on: date | None
+    status: ProgrammeStatus
+    recorded_at: datetime
+
+
+class ProgrammeList(BaseModel):
+    items: list[ProgrammeRead]
+    next_cursor: str | None = None

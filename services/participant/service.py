@@ -41,7 +41,7 @@ class ParticipantView:
 
     read: ParticipantRead
     etag: str
-    registered_by_caller: bool
+    relationships: frozenset[str]
 
 
 def now_utc() -> datetime:
@@ -138,9 +138,10 @@ async def update(
 ) -> ParticipantView:
     organisation = await caller_organisation(session, caller)
     current = await store.get_readable_participant(
-        session, participant_id, orgnr=organisation.orgnr
+        session, participant_id, orgnr=organisation.orgnr, now=now_utc()
     )
-    if current is None or not current.registered_by_orgnr:
+    # Values are recorded per organisation: one that never registered the person has none.
+    if current is None or "registered" not in current.relationships:
         raise ParticipantNotFound()
     stale = PreconditionFailed("The participant changed since you read it; read it again.")
     if not hmac.compare_digest(if_match, etag(keyring, participant_id, current.version)):
@@ -225,7 +226,14 @@ async def view(
 ) -> ParticipantView:
     """The participant with, per field, the value the caller's organisation recorded, else the
     most recent verified one, else the most recent one. Projection is the gateway's job."""
-    found = await store.get_readable_participant(session, participant_id, orgnr=caller.orgnr)
+    found = await store.get_readable_participant(
+        session,
+        participant_id,
+        orgnr=caller.orgnr,
+        staff_id=uuid.UUID(caller.staff_id) if caller.staff_id else None,
+        unit_id=uuid.UUID(caller.unit_id) if caller.unit_id else None,
+        now=now_utc(),
+    )
     if found is None:
         raise ParticipantNotFound()
     data_key = keyring.unwrap(WrappedKey(found.key_id, found.wrapped_key), str(participant_id))
@@ -252,7 +260,7 @@ async def view(
     return ParticipantView(
         read=read,
         etag=etag(keyring, participant_id, found.version),
-        registered_by_caller=found.registered_by_orgnr,
+        relationships=found.relationships,
     )
 
 

@@ -6,19 +6,22 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, exists, select, update
+from sqlalchemy import Date, String, Uuid, and_, bindparam, delete, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.participant.models import (
+    Assignment,
     Attribute,
     Organisation,
     Participant,
     ParticipantKey,
+    ProgrammeParticipation,
     Registration,
     Staff,
     Unit,
 )
+from shared.db import UtcDateTime
 
 
 async def add_organisation(
@@ -94,11 +97,22 @@ class ReadableParticipant:
     version: int
     key_id: str
     wrapped_key: bytes
-    registered_by_orgnr: bool
+    relationships: frozenset[str]
 
 
 # The read path's statements are built once: building them per request cost more CPU
 # than running them.
+_PARTICIPANT_ID = bindparam("participant_id", type_=Uuid())
+_ORGNR = bindparam("orgnr", type_=String())
+_STAFF_ID = bindparam("staff_id", type_=Uuid())
+_UNIT_ID = bindparam("unit_id", type_=Uuid())
+_NOW = bindparam("now", type_=UtcDateTime())
+_CURRENT_ASSIGNMENT = and_(
+    Assignment.participant_id == _PARTICIPANT_ID,
+    Assignment.orgnr == _ORGNR,
+    Assignment.valid_from <= _NOW,
+    or_(Assignment.valid_to.is_(None), Assignment.valid_to > _NOW),
+)
 _READABLE_PARTICIPANT = (
     select(
         Participant.version,
@@ -106,26 +120,68 @@ _READABLE_PARTICIPANT = (
         ParticipantKey.wrapped_key,
         exists()
         .where(
-            Registration.participant_id == bindparam("participant_id"),
-            Registration.orgnr == bindparam("orgnr"),
+            Registration.participant_id == _PARTICIPANT_ID,
+            Registration.orgnr == _ORGNR,
         )
-        .correlate(None),
+        .correlate(None)
+        .label("registered"),
+        # A system acts as its organisation: any current assignment there counts.
+        # A staff member's own relationships are their own assignments and their unit's.
+        exists()
+        .where(
+            _CURRENT_ASSIGNMENT,
+            or_(_STAFF_ID.is_(None), Assignment.staff_id == _STAFF_ID),
+        )
+        .correlate(None)
+        .label("assigned"),
+        exists()
+        .where(_CURRENT_ASSIGNMENT, Assignment.unit_id == _UNIT_ID)
+        .correlate(None)
+        .label("same_unit"),
+        exists()
+        .where(
+            ProgrammeParticipation.participant_id == _PARTICIPANT_ID,
+            ProgrammeParticipation.orgnr == _ORGNR,
+            ProgrammeParticipation.status.in_(("planned", "active")),
+            or_(
+                ProgrammeParticipation.ends_on.is_(None),
+                ProgrammeParticipation.ends_on >= bindparam("today", type_=Date()),
+            ),
+        )
+        .correlate(None)
+        .label("programme"),
     )
     .join(ParticipantKey, ParticipantKey.participant_id == Participant.id)
-    .where(Participant.id == bindparam("participant_id"))
+    .where(Participant.id == _PARTICIPANT_ID)
 )
-_ATTRIBUTES = select(Attribute).where(Attribute.participant_id == bindparam("participant_id"))
+RELATIONSHIPS = ("registered", "assigned", "same_unit", "programme")
+_ATTRIBUTES = select(Attribute).where(Attribute.participant_id == _PARTICIPANT_ID)
 
 
 async def get_readable_participant(
-    session: AsyncSession, participant_id: uuid.UUID, *, orgnr: str | None
+    session: AsyncSession,
+    participant_id: uuid.UUID,
+    *,
+    orgnr: str | None,
+    staff_id: uuid.UUID | None = None,
+    unit_id: uuid.UUID | None = None,
+    now: datetime,
 ) -> ReadableParticipant | None:
-    """What a read needs besides the attributes, in one query: None if unknown or shredded."""
-    parameters = {"participant_id": participant_id, "orgnr": orgnr}
+    """What a read needs besides the attributes, in one query: None if unknown or shredded.
+    `relationships` are the caller's to the participant at `now`."""
+    parameters = {
+        "participant_id": participant_id,
+        "orgnr": orgnr,
+        "staff_id": staff_id,
+        "unit_id": unit_id,
+        "now": now,
+        "today": now.date(),
+    }
     row = (await session.execute(_READABLE_PARTICIPANT, parameters)).one_or_none()
     if row is None:
         return None
-    return ReadableParticipant(row[0], row[1], row[2], bool(row[3]))
+    held = frozenset(name for name in RELATIONSHIPS if row._mapping[name])
+    return ReadableParticipant(row[0], row[1], row[2], held)
 
 
 async def get_wrapped_key(
@@ -209,3 +265,99 @@ async def add_staff(session: AsyncSession, staff: Staff) -> None:
 
 async def get_staff(session: AsyncSession, staff_id: uuid.UUID) -> Staff | None:
     return await session.get(Staff, staff_id)
+
+
+async def open_assignment(
+    session: AsyncSession, *, participant_id: uuid.UUID, orgnr: str, role: str
+) -> Assignment | None:
+    """The assignment in `role` from `orgnr` that has not been ended."""
+    return await session.scalar(
+        select(Assignment).where(
+            Assignment.participant_id == participant_id,
+            Assignment.orgnr == orgnr,
+            Assignment.role == role,
+            Assignment.valid_to.is_(None),
+        )
+    )
+
+
+async def add_assignment(session: AsyncSession, assignment: Assignment) -> bool:
+    """False when another open assignment in the role was added concurrently."""
+    try:
+        async with session.begin_nested():
+            session.add(assignment)
+    except IntegrityError:
+        return False
+    return True
+
+
+async def list_assignments(
+    session: AsyncSession,
+    participant_id: uuid.UUID,
+    *,
+    orgnr: str | None,
+    role: str | None,
+    at: datetime | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[Assignment]:
+    """History, oldest first; `at` keeps only those in force at that moment."""
+    statement = select(Assignment).where(Assignment.participant_id == participant_id)
+    if orgnr is not None:
+        statement = statement.where(Assignment.orgnr == orgnr)
+    if role is not None:
+        statement = statement.where(Assignment.role == role)
+    if at is not None:
+        statement = statement.where(
+            Assignment.valid_from <= at,
+            or_(Assignment.valid_to.is_(None), Assignment.valid_to > at),
+        )
+    if after is not None:
+        statement = statement.where(
+            or_(
+                Assignment.recorded_at > after[0],
+                and_(Assignment.recorded_at == after[0], Assignment.id > after[1]),
+            )
+        )
+    statement = statement.order_by(Assignment.recorded_at, Assignment.id).limit(limit)
+    return list((await session.scalars(statement)).all())
+
+
+async def add_programme(session: AsyncSession, participation: ProgrammeParticipation) -> None:
+    session.add(participation)
+    await session.flush()
+
+
+async def get_programme(
+    session: AsyncSession, participation_id: uuid.UUID
+) -> ProgrammeParticipation | None:
+    return await session.get(ProgrammeParticipation, participation_id)
+
+
+async def list_programmes(
+    session: AsyncSession,
+    participant_id: uuid.UUID,
+    *,
+    orgnr: str | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[ProgrammeParticipation]:
+    statement = select(ProgrammeParticipation).where(
+        ProgrammeParticipation.participant_id == participant_id
+    )
+    if orgnr is not None:
+        statement = statement.where(ProgrammeParticipation.orgnr == orgnr)
+    if after is not None:
+        statement = statement.where(
+            or_(
+                ProgrammeParticipation.recorded_at > after[0],
+                and_(
+                    ProgrammeParticipation.recorded_at == after[0],
+                    ProgrammeParticipation.id > after[1],
+                ),
+            )
+        )
+    statement = statement.order_by(
+        ProgrammeParticipation.recorded_at, ProgrammeParticipation.id
+    ).limit(limit)
+    return list((await session.scalars(statement)).all())
