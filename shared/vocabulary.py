@@ -23,3 +23,24 @@ Role = Literal[
     "auditor",
 ]
 ROLES: tuple[str, ...] = Role.__args__  # type: ignore[attr-defined]
+
+# Data categories (DOMAIN.md): every field of a resource or event payload belongs to one,
+# and the category decides whether it may cross from its owner agency to another.
+Category = Literal[
+    "identity.basic",
+    "identity.national_id",
+    "contact",
+    "address",
+    "enrolment",
+    "attendance",
+    "progress",
+    "risk",
+    "nav.followup",
+    "nav.measure",
+    "nav.benefits",
+    "health.diagnosis",
+    "health.adjustment",
+    "apprenticeship",
+    "messages",
+]
+CATEGORIES: tuple[str, ...] = Category.__args__  # type: ignore[attr-defined]
