@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.participant.catalogue import load_catalogue
 from services.participant.routes import internal, organisations, router, units
 from services.participant.settings import ParticipantSettings
 from shared.app import create_service_app, service_lifespan
@@ -14,11 +15,13 @@ TRUSTED_CALLERS = {"gateway", "consent", "messaging"}
 
 def create_app(settings: ParticipantSettings) -> FastAPI:
     ensure_dev_mode_is_safe(settings)
+    # Checked now: a catalogue that does not validate stops the start with its reason.
+    catalogue = load_catalogue(settings.catalogue_path)
     lifespan = service_lifespan(
         settings,
         COMPONENT,
         TRUSTED_CALLERS,
-        state={"keyring": Keyring.load(settings.keys_dir, COMPONENT)},
+        state={"keyring": Keyring.load(settings.keys_dir, COMPONENT), "catalogue": catalogue},
     )
     app = create_service_app("Broen participant service", lifespan)
     app.include_router(router)

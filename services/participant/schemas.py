@@ -276,3 +276,9 @@ class ProgrammeRead(BaseModel):
 class ProgrammeList(BaseModel):
     items: list[ProgrammeRead]
     next_cursor: str | None = None
+
+
+# `kartlegging`, `inntak.vedtak`, `8_uker_utenfor`: lower case words joined by dots.
+EventTypeName = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9_]+(\.[a-z0-9_]+)*$", max_length=80)
+]
