@@ -6,26 +6,35 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import typer
 from joserfc import jwt
 from joserfc.jwk import OKPKey
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 from stdnum.no import fodselsnummer
 
 from broen_cli.common import JsonOption, emit, fail, require_dev_mode, settings_for
-from broen_cli.directory import add_organisation
-from gateway.oauth import register_client
+from broen_cli.directory import add_organisation, in_directory
+from gateway.oauth import ORGANISATION_SCOPES, AuthRuntime, register_client
 from gateway.settings import GatewaySettings
+from gateway.tokens import AccessTokens
+from services.participant import directory as participant_directory
 from services.participant import service as participant_service
 from services.participant import store as participant_store
-from services.participant.schemas import OrganisationCreate, ParticipantCreate
+from services.participant.errors import OrganisationNotFound, StaffNotFound
+from services.participant.schemas import OrganisationCreate, ParticipantCreate, StaffRead
 from shared.crypto import Keyring
 from shared.db import make_engine, make_sessionmaker
 from shared.internal_auth import CallerContext
 from shared.keys import write_secret_json
+from shared.settings import ConfigurationError, ensure_dev_mode_is_safe
+
+T = TypeVar("T")
 
 dev_app = typer.Typer(help="Local trials (BROEN_ENV=dev only).", no_args_is_help=True)
 
@@ -180,14 +189,48 @@ def assertion(client_id: str = ClientOption, as_json: bool = JsonOption) -> None
     emit(as_json, {"client_assertion": signed}, signed)
 
 
+CLIENT_SCOPE = "participants:read participants:write"
+STAFF_SCOPE = "participants:read participants:write messages consents:read"
+# Tokens minted here name no registered client; this id says where they came from.
+DEV_CLIENT_ID = "broen-dev"
+
+
 @dev_app.command("token")
 def token(
-    client_id: str = ClientOption,
-    scope: str = typer.Option("participants:read participants:write", "--scope"),
+    client_id: str | None = typer.Option(
+        None, "--client-id", help="A demo client (demo-nav, demo-skole, demo-ot): the real flow."
+    ),
+    staff: str | None = typer.Option(
+        None, "--staff", help="A staff member's id: a token acting for them, minted locally."
+    ),
+    citizen: str | None = typer.Option(
+        None, "--citizen", help="A participant's id: a citizen token, minted locally."
+    ),
+    scope: str | None = typer.Option(
+        None,
+        "--scope",
+        help=f'Default "{CLIENT_SCOPE}" (--client-id) or "{STAFF_SCOPE}" (--staff).',
+    ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Obtain an access token for a demo client from the running gateway (the real flow)."""
+    """Print an access token: a demo client's from the running gateway, or one minted with
+    the gateway's token-signing key for a staff member or a participant."""
     require_dev_mode()
+    if sum(option is not None for option in (client_id, staff, citizen)) != 1:
+        fail("give exactly one of --client-id, --staff or --citizen")
+    if client_id is not None:
+        issued = _client_token(client_id, scope or CLIENT_SCOPE)
+    elif staff is not None:
+        issued = _staff_token(_uuid_option("--staff", staff), _scopes(scope or STAFF_SCOPE))
+    else:
+        if scope is not None:
+            fail("--scope does not apply to --citizen: citizen tokens carry no scope")
+        issued = _citizen_token(_uuid_option("--citizen", citizen or ""))
+    emit(as_json, issued, issued["access_token"])
+
+
+def _client_token(client_id: str, scope: str) -> dict[str, Any]:
+    """The client_credentials flow against the running gateway."""
     issuer = GatewaySettings().issuer
     try:
         response = httpx.post(
@@ -204,5 +247,70 @@ def token(
         fail(f"the gateway at {issuer} is not answering; is `make run` running?")
     if response.status_code != 200:
         fail(f"the gateway refused: {response.text}")
-    issued = response.json()
-    emit(as_json, issued, issued["access_token"])
+    issued: dict[str, Any] = response.json()
+    return issued
+
+
+def _uuid_option(name: str, value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        fail(f"{name} takes an id (a UUID)")
+
+
+def _scopes(scope: str) -> list[str]:
+    listed = scope.split()
+    unknown = sorted(set(listed) - set(ORGANISATION_SCOPES))
+    if unknown or not listed:
+        fail(f"--scope takes some of: {' '.join(ORGANISATION_SCOPES)}")
+    return list(dict.fromkeys(listed))
+
+
+def _local_tokens() -> AccessTokens:
+    """The gateway's own token signer, for minting without a client. Like the rest of dev
+    mode it refuses unless the databases are the embedded SQLite ones."""
+    try:
+        for component in ("gateway", "participant"):
+            ensure_dev_mode_is_safe(settings_for(component))
+        return AuthRuntime.load(GatewaySettings()).tokens
+    except ConfigurationError as error:
+        fail(str(error))
+
+
+def _from_directory(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    try:
+        return in_directory(work)
+    except (SQLAlchemyError, OSError) as error:
+        # The driver's message may quote connection details; the type is enough to act on.
+        fail(f"could not read the participant database ({type(error).__name__}); is it migrated?")
+
+
+def _staff_token(staff_id: uuid.UUID, scopes: list[str]) -> dict[str, Any]:
+    tokens = _local_tokens()
+
+    async def read(session: AsyncSession) -> tuple[StaffRead, str]:
+        try:
+            staff = await participant_directory.read_staff(session, staff_id)
+        except StaffNotFound:
+            raise StaffNotFound(f"no staff member {staff_id} is in the directory") from None
+        organisation = await participant_store.get_organisation(session, staff.orgnr)
+        if organisation is None:
+            raise OrganisationNotFound(f"the staff member's organisation {staff.orgnr} is gone")
+        return staff, organisation.agency_type
+
+    staff, agency_type = _from_directory(read)
+    return tokens.issue_staff_token(
+        client_id=DEV_CLIENT_ID, agency_type=agency_type, staff=staff, scopes=scopes
+    )
+
+
+def _citizen_token(participant_id: uuid.UUID) -> dict[str, Any]:
+    tokens = _local_tokens()
+
+    async def exists(session: AsyncSession) -> bool:
+        # A participant whose data key is gone is shredded: no one to act for.
+        return await participant_store.get_wrapped_key(session, participant_id) is not None
+
+    if not _from_directory(exists):
+        fail(f"no participant {participant_id} is in the participant database")
+    return tokens.issue_citizen_token(participant_id=participant_id)

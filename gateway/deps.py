@@ -9,7 +9,20 @@ from fastapi import Depends, Request
 
 from gateway.oauth import SCOPES, AuthRuntime
 from shared.internal_auth import CallerContext
-from shared.problems import InsufficientScope, Unauthorized
+from shared.problems import Forbidden, InsufficientScope, Unauthorized
+
+# The callers that act for an organisation: a system (client_credentials) or a staff member.
+ORGANISATION_CALLERS = frozenset({"system", "staff"})
+# A citizen token reaches only these routes (API.md, "Who is the caller").
+CITIZEN_PREFIX = "/api/v1/me/"
+
+
+class CitizenRouteOnly(Forbidden):
+    type = "citizen-route-only"
+    title = "Not a route for citizen tokens"
+
+    def __init__(self) -> None:
+        super().__init__(f"A citizen token reaches only {CITIZEN_PREFIX}...")
 
 
 async def authenticated_caller(request: Request) -> CallerContext:
@@ -26,6 +39,9 @@ async def authenticated_caller(request: Request) -> CallerContext:
         raise Unauthorized("The Authorization header must be 'Bearer <access token>'.")
     runtime: AuthRuntime = request.app.state.auth
     caller = runtime.tokens.verify(token)
+    # Checked here, not per route: a route that needs no scope still serves organisations only.
+    if caller.kind == "citizen" and not request.url.path.startswith(CITIZEN_PREFIX):
+        raise CitizenRouteOnly()
     request.state.caller = caller
     return caller
 
@@ -39,7 +55,8 @@ def require_scope(scope: str) -> Callable[[CallerContext], Awaitable[CallerConte
         raise ValueError(f"unknown scope {scope!r}")
 
     async def caller_with_scope(caller: CallerDep) -> CallerContext:
-        if scope not in caller.scopes:
+        # Scopes are an organisation's; a citizen token never passes, whatever it holds.
+        if caller.kind not in ORGANISATION_CALLERS or scope not in caller.scopes:
             raise InsufficientScope(scope)
         return caller
 

@@ -1,10 +1,12 @@
 """The OAuth2 authorization server: `POST /oauth/token` and the `/.well-known` documents.
 
 Systems get access tokens with the client_credentials grant and authenticate with
-`private_key_jwt` (RFC 7523), as with Maskinporten. authlib's generic server runs the
-grant and the assertion checks; its hooks are synchronous, so a token request runs
-authlib in a worker thread whose hooks reach the request's async session through
-`anyio.from_thread`.
+`private_key_jwt` (RFC 7523), as with Maskinporten. A system acting for a staff member
+uses the JWT-bearer grant (RFC 7523 §2.1) and still authenticates with `private_key_jwt`:
+its assertion names the staff member, who must belong to the client's organisation.
+authlib's generic server runs the grants and the assertion checks; its hooks are
+synchronous, so a token request runs authlib in a worker thread whose hooks reach the
+request's async session and the staff directory through `anyio.from_thread`.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from __future__ import annotations
 import logging
 import re
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 import anyio.from_thread
@@ -26,19 +29,22 @@ from authlib.oauth2.rfc6749 import (
     AuthorizationServer,
     ClientMixin,
     InvalidClientError,
+    InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
     OAuth2Request,
+    UnauthorizedClientError,
 )
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
-from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion, JWTBearerGrant
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import Key, KeySet, RSAKey, import_key
 from joserfc.jws import JWSRegistry
+from joserfc.jwt import JWTClaimsRegistry
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -46,8 +52,16 @@ from gateway import store
 from gateway.models import OAuthClient
 from gateway.settings import GatewaySettings
 from gateway.tokens import AccessTokens, load_token_keys
+from services.participant.schemas import StaffRead
 from shared.db import SessionDep, make_engine, make_sessionmaker
-from shared.problems import Conflict, ValidationProblem
+from shared.internal_auth import CallerContext
+from shared.problems import (
+    Conflict,
+    Problem,
+    ServiceUnavailable,
+    ValidationProblem,
+    problem_responses,
+)
 from shared.settings import ConfigurationError
 
 SCOPES = (
@@ -65,6 +79,8 @@ SCOPES = (
 ORGANISATION_SCOPES = tuple(scope for scope in SCOPES if scope != "admin")
 AUTH_METHOD = "private_key_jwt"
 GRANT_TYPE = "client_credentials"
+JWT_BEARER_GRANT_TYPE = JWTBearerGrant.GRANT_TYPE
+GRANT_TYPES = (GRANT_TYPE, JWT_BEARER_GRANT_TYPE)
 ASSERTION_TYPE = JWTBearerClientAssertion.CLIENT_ASSERTION_TYPE
 ASSERTION_ALGORITHMS = ("RS256", "PS256", "ES256", "Ed25519", "EdDSA")
 ASSERTION_MAX_AHEAD_SECONDS = 120
@@ -139,7 +155,7 @@ class ClientRecord(ClientMixin):  # type: ignore[misc]
         return False
 
     def check_grant_type(self, grant_type: str) -> bool:
-        return grant_type == GRANT_TYPE
+        return grant_type in GRANT_TYPES
 
 
 def validate_client_jwks(jwks: Any) -> dict[str, Any]:
@@ -278,11 +294,19 @@ async def register_client(
 # --- authlib, adapted --------------------------------------------------------------------
 
 
-class _DatabaseBridge:
-    """authlib's synchronous hooks, run in a worker thread, reach the async session here."""
+class StaffDirectory(Protocol):
+    """Where the token endpoint reads staff members: the gateway's participant client."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    async def read_staff(self, caller: CallerContext, staff_id: uuid.UUID) -> StaffRead | None: ...
+
+
+class _DatabaseBridge:
+    """authlib's synchronous hooks, run in a worker thread, reach the async session (and the
+    staff directory) here."""
+
+    def __init__(self, session: AsyncSession, directory: StaffDirectory | None = None) -> None:
         self._session = session
+        self._directory = directory
 
     def get_client(self, client_id: str) -> ClientRecord | None:
         row = anyio.from_thread.run(partial(store.get_client, self._session, client_id=client_id))
@@ -293,6 +317,28 @@ class _DatabaseBridge:
             store.remember_jti, self._session, client_id=client_id, jti=jti, expires_at=expires_at
         )
         return anyio.from_thread.run(remember)
+
+    def read_staff(self, client: ClientRecord, staff_id: uuid.UUID) -> StaffRead | None:
+        """The directory's staff member, None if unknown; a 503 problem if it cannot answer."""
+        if self._directory is None:
+            raise ServiceUnavailable("The staff directory is not available; try again shortly.")
+        # The gateway reads on the client's behalf; the internal token names the client.
+        caller = CallerContext(
+            kind="system",
+            client_id=client.client_id,
+            orgnr=client.orgnr,
+            agency_type=client.agency_type,
+        )
+        try:
+            return anyio.from_thread.run(partial(self._directory.read_staff, caller, staff_id))
+        except ServiceUnavailable:
+            raise
+        except (Problem, ValueError):
+            # Any other answer (a 4xx besides 404, a body out of contract) is the directory's
+            # fault, not the client's: the same 503, and nothing about the staff member.
+            raise ServiceUnavailable(
+                "The staff directory could not answer; try again shortly."
+            ) from None
 
 
 class _AssertionRegistry(JWSRegistry):
@@ -322,52 +368,143 @@ class _PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
         return KeySet.import_key_set(client.jwks)  # type: ignore[arg-type]  # validated at registration
 
     def process_assertion_claims(self, assertion: str, resolve_key: Key | KeySet) -> Any:
-        try:
-            token = jwt.decode(
-                assertion,
-                resolve_key,
-                algorithms=ASSERTION_ALGORITHMS,
-                registry=_AssertionRegistry(algorithms=ASSERTION_ALGORITHMS),
-            )
-        except JoseError:
+        claims = _decode_assertion(assertion, resolve_key)
+        if claims is None:
             raise InvalidClientError(
                 description="The client assertion's signature, key or algorithm is not accepted."
-            ) from None
-        self.verify_claims(token.claims)
-        return token.claims
+            )
+        self.verify_claims(claims)
+        return claims
 
     def verify_claims(self, claims: Any) -> None:
-        exp = claims.get("exp")
-        latest = time.time() + ASSERTION_MAX_AHEAD_SECONDS + ASSERTION_LEEWAY_SECONDS
-        if isinstance(exp, int | float) and exp > latest:
-            raise InvalidClientError(
-                description="The client assertion must expire within "
-                f"{ASSERTION_MAX_AHEAD_SECONDS} seconds."
-            )
-        jti = claims.get("jti")
-        if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_LENGTH:
-            raise InvalidClientError(
-                description="The client assertion needs a jti of at most "
-                f"{MAX_JTI_LENGTH} characters."
-            )
+        problem = _assertion_limits_problem(claims, "client assertion")
+        if problem is not None:
+            raise InvalidClientError(description=problem)
         super().verify_claims(claims)
 
     def validate_jti(self, claims: Any, jti: str) -> bool:
-        # Kept until the assertion could no longer pass the exp check anyway.
-        expires_at = datetime.fromtimestamp(claims["exp"] + ASSERTION_LEEWAY_SECONDS, UTC)
-        return self._bridge.remember_jti(client_id=claims["sub"], jti=jti, expires_at=expires_at)
+        return self._bridge.remember_jti(
+            client_id=claims["sub"], jti=jti, expires_at=_jti_expiry(claims)
+        )
 
 
-class _ClientCredentialsGrant(ClientCredentialsGrant):  # type: ignore[misc]
-    TOKEN_ENDPOINT_AUTH_METHODS = [AUTH_METHOD]
+def _decode_assertion(assertion: str, key: Key | KeySet) -> dict[str, Any] | None:
+    """The claims of an assertion signed by `key` with an accepted algorithm, else None."""
+    try:
+        token = jwt.decode(
+            assertion,
+            key,
+            algorithms=ASSERTION_ALGORITHMS,
+            registry=_AssertionRegistry(algorithms=ASSERTION_ALGORITHMS),
+        )
+    except (JoseError, ValueError, TypeError):
+        return None
+    return dict(token.claims)
+
+
+def _assertion_limits_problem(claims: dict[str, Any], name: str) -> str | None:
+    """What breaks our limits on any assertion (120 s at most, a jti), or None."""
+    exp = claims.get("exp")
+    latest = time.time() + ASSERTION_MAX_AHEAD_SECONDS + ASSERTION_LEEWAY_SECONDS
+    if isinstance(exp, int | float) and exp > latest:
+        return f"The {name} must expire within {ASSERTION_MAX_AHEAD_SECONDS} seconds."
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_LENGTH:
+        return f"The {name} needs a jti of at most {MAX_JTI_LENGTH} characters."
+    return None
+
+
+def _jti_expiry(claims: dict[str, Any]) -> datetime:
+    # Kept until the assertion could no longer pass the exp check anyway.
+    return datetime.fromtimestamp(claims["exp"] + ASSERTION_LEEWAY_SECONDS, UTC)
+
+
+class _ScopeWithinClient:
+    """Scopes as for every grant here: a subset of the client's allowed scopes."""
+
+    request: OAuth2Request
+    client: ClientRecord
 
     def validate_requested_scope(self) -> None:
-        super().validate_requested_scope()
+        super().validate_requested_scope()  # type: ignore[misc]
         requested = self.request.payload.scope
         if requested and not set(requested.split()) <= set(self.client.scopes):
             raise InvalidScopeError(
                 description="The requested scope is not among the client's allowed scopes."
             )
+
+
+class _ClientCredentialsGrant(_ScopeWithinClient, ClientCredentialsGrant):  # type: ignore[misc]
+    TOKEN_ENDPOINT_AUTH_METHODS = [AUTH_METHOD]
+
+
+class _StaffGrant(_ScopeWithinClient, JWTBearerGrant):  # type: ignore[misc]
+    """RFC 7523 §2.1 for a staff member: unlike authlib's JWTBearerGrant, the client must
+    also authenticate (private_key_jwt), and the assertion must be its own: iss is the
+    client, sub a staff member of the client's organisation, signed by a client key."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = [AUTH_METHOD]
+    LEEWAY = ASSERTION_LEEWAY_SECONDS
+    _NOT_STAFF = "The assertion's subject is not a staff member of the client's organisation."
+
+    def validate_token_request(self) -> None:
+        client: ClientRecord = self.authenticate_token_endpoint_client()
+        if not client.check_grant_type(self.GRANT_TYPE):
+            raise UnauthorizedClientError(
+                f"The client is not authorized to use 'grant_type={self.GRANT_TYPE}'"
+            )
+        self.request.client = client
+        assertion = self.request.form.get("assertion")
+        if not assertion:
+            raise InvalidRequestError("The request needs an 'assertion' (a JWT naming the staff).")
+        claims = self._verified_claims(assertion, client)
+        self.validate_requested_scope()
+        staff_id = _canonical_uuid(claims["sub"])
+        if staff_id is None:
+            raise InvalidGrantError(description="The assertion's subject must be a staff id.")
+        bridge: _DatabaseBridge = self.server.bridge
+        if not bridge.remember_jti(
+            client_id=client.client_id, jti=claims["jti"], expires_at=_jti_expiry(claims)
+        ):
+            raise InvalidGrantError(description="The assertion has been used before.")
+        staff = bridge.read_staff(client, staff_id)
+        # Unknown, and known to another organisation, are one answer: no directory oracle.
+        if staff is None or staff.orgnr != client.orgnr or not staff.roles:
+            raise InvalidGrantError(description=self._NOT_STAFF)
+        self.request.user = staff
+
+    def _verified_claims(self, assertion: str, client: ClientRecord) -> dict[str, Any]:
+        keys = KeySet.import_key_set(client.jwks)  # type: ignore[arg-type]  # validated at registration
+        claims = _decode_assertion(assertion, keys)
+        if claims is None:
+            raise InvalidGrantError(
+                description="The assertion's signature, key or algorithm is not accepted."
+            )
+        problem = _assertion_limits_problem(claims, "assertion")
+        if problem is not None:
+            raise InvalidGrantError(description=problem)
+        registry = JWTClaimsRegistry(
+            leeway=self.LEEWAY,
+            iss={"essential": True, "value": client.client_id},
+            sub={"essential": True},
+            aud={"essential": True, "values": self.server.assertion_audiences},
+            exp={"essential": True},
+        )
+        try:
+            registry.validate(claims)
+        except JoseError as error:
+            raise InvalidGrantError(description=error.description) from None
+        return claims
+
+
+def _canonical_uuid(value: Any) -> uuid.UUID | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        return None
+    return parsed if str(parsed) == value.lower() else None
 
 
 class _FormRequest(OAuth2Request):  # type: ignore[misc]
@@ -389,17 +526,20 @@ class _TokenServer(AuthorizationServer):  # type: ignore[misc]
     def __init__(self, runtime: AuthRuntime, bridge: _DatabaseBridge) -> None:
         super().__init__(scopes_supported=list(SCOPES))
         self._tokens = runtime.tokens
-        self._bridge = bridge
+        self.bridge = bridge
+        self.assertion_audiences = runtime.assertion_audiences
         self.register_grant(_ClientCredentialsGrant)
+        self.register_grant(_StaffGrant)
         self.register_client_auth_method(
             AUTH_METHOD, _PrivateKeyJWT(runtime.assertion_audiences, bridge)
         )
         self.register_token_generator(GRANT_TYPE, self._generate_token)
+        self.register_token_generator(JWT_BEARER_GRANT_TYPE, self._generate_staff_token)
 
     def query_client(self, client_id: str) -> ClientRecord | None:
         if not isinstance(client_id, str) or not _CLIENT_ID.fullmatch(client_id):
             return None
-        return self._bridge.get_client(client_id)
+        return self.bridge.get_client(client_id)
 
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
         """Nothing to store: access tokens are self-contained, short-lived JWTs."""
@@ -422,6 +562,16 @@ class _TokenServer(AuthorizationServer):  # type: ignore[misc]
             client_id=client.client_id,
             orgnr=client.orgnr,
             agency_type=client.agency_type,
+            scopes=client.granted_scopes(scope),
+        )
+
+    def _generate_staff_token(
+        self, *, client: ClientRecord, scope: str | None, user: StaffRead, **_: Any
+    ) -> dict[str, Any]:
+        return self._tokens.issue_staff_token(
+            client_id=client.client_id,
+            agency_type=client.agency_type,
+            staff=user,
             scopes=client.granted_scopes(scope),
         )
 
@@ -474,7 +624,7 @@ class AuthRuntime:
             "issuer": self.issuer,
             "token_endpoint": self.token_endpoint,
             "jwks_uri": self.issuer + "/.well-known/jwks.json",
-            "grant_types_supported": [GRANT_TYPE],
+            "grant_types_supported": list(GRANT_TYPES),
             "response_types_supported": [],
             "token_endpoint_auth_methods_supported": [AUTH_METHOD],
             "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
@@ -507,7 +657,12 @@ _TOKEN_FORM_SCHEMA = {
     "type": "object",
     "required": ["grant_type", "client_assertion_type", "client_assertion"],
     "properties": {
-        "grant_type": {"type": "string", "enum": [GRANT_TYPE]},
+        "grant_type": {"type": "string", "enum": list(GRANT_TYPES)},
+        "assertion": {
+            "type": "string",
+            "description": f"{JWT_BEARER_GRANT_TYPE} only: a JWT signed with one of the "
+            "client's keys, iss the client id, sub the staff member's id (RFC 7523 §2.1).",
+        },
         "client_assertion_type": {"type": "string", "enum": [ASSERTION_TYPE]},
         "client_assertion": {
             "type": "string",
@@ -524,7 +679,10 @@ _TOKEN_FORM_SCHEMA = {
 @router.post(
     "/oauth/token",
     response_model=TokenResponse,
-    responses={400: {"model": TokenError, "description": "OAuth error (RFC 6749 §5.2)"}},
+    responses={
+        400: {"model": TokenError, "description": "OAuth error (RFC 6749 §5.2)"},
+        **problem_responses(503),
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -533,7 +691,7 @@ _TOKEN_FORM_SCHEMA = {
     },
 )
 async def issue_token(request: Request, session: SessionDep) -> JSONResponse:
-    """Issue an access token (client_credentials grant, private_key_jwt client authentication)."""
+    """Issue an access token (client_credentials or JWT-bearer grant; private_key_jwt)."""
     runtime: AuthRuntime = request.app.state.auth
     try:
         form = await _read_form(request)
@@ -541,8 +699,9 @@ async def issue_token(request: Request, session: SessionDep) -> JSONResponse:
         status, body, headers = error()
         return JSONResponse(body, status_code=status, headers=dict(headers))
     await store.prune_used_jtis(session, now=datetime.now(UTC))
+    directory: StaffDirectory | None = getattr(request.app.state, "participant_client", None)
     status, body, headers = await anyio.to_thread.run_sync(
-        runtime.token_response, form, _DatabaseBridge(session)
+        runtime.token_response, form, _DatabaseBridge(session, directory)
     )
     return JSONResponse(body, status_code=status, headers=dict(headers))
 

@@ -19,10 +19,12 @@ from joserfc.jwk import KeySet, OKPKey
 from joserfc.jwt import JWTClaimsRegistry
 from pydantic import ValidationError
 
+from services.participant.schemas import StaffRead
 from shared.internal_auth import CallerContext, VerifiedTokens
 from shared.keys import read_json
 from shared.problems import Unauthorized
 from shared.settings import ConfigurationError
+from shared.vocabulary import ROLES
 
 TOKEN_SIGNING_FILE = "token-signing.jwks.json"  # noqa: S105 (a file name)
 ALGORITHM = "Ed25519"
@@ -87,16 +89,52 @@ class AccessTokens:
         self, *, client_id: str, orgnr: str, agency_type: str, scopes: Sequence[str]
     ) -> dict[str, Any]:
         """A client_credentials access token, as the token endpoint returns it."""
+        return self._issue(
+            {
+                "sub": client_id,
+                "kind": "system",
+                "client_id": client_id,
+                "orgnr": orgnr,
+                "agency_type": agency_type,
+                "scope": " ".join(scopes),
+            }
+        )
+
+    def issue_staff_token(
+        self, *, client_id: str, agency_type: str, staff: StaffRead, scopes: Sequence[str]
+    ) -> dict[str, Any]:
+        """An access token acting for a staff member of the organisation `staff.orgnr` (the
+        JWT-bearer grant, and `broen dev token --staff`). The caller checks that the staff
+        member belongs to the client's organisation."""
+        return self._issue(
+            {
+                "sub": str(staff.id),
+                "kind": "staff",
+                "client_id": client_id,
+                "orgnr": staff.orgnr,
+                "agency_type": agency_type,
+                "unit_id": str(staff.unit_id),
+                "staff_id": str(staff.id),
+                "roles": list(staff.roles),
+                "skjermet_authorised": staff.skjermet_authorised,
+                "scope": " ".join(scopes),
+            }
+        )
+
+    def issue_citizen_token(self, *, participant_id: uuid.UUID) -> dict[str, Any]:
+        """An access token acting for a participant. It holds no scope: the organisation
+        scopes are not a citizen's, and the citizen routes (`/api/v1/me/...`) check the kind."""
+        subject = str(participant_id)
+        return self._issue(
+            {"sub": subject, "kind": "citizen", "participant_id": subject, "scope": ""}
+        )
+
+    def _issue(self, claims: dict[str, Any]) -> dict[str, Any]:
         now = int(time.time())
         claims = {
             "iss": self.issuer,
             "aud": self.issuer,
-            "sub": client_id,
-            "client_id": client_id,
-            "orgnr": orgnr,
-            "agency_type": agency_type,
-            "scope": " ".join(scopes),
-            "kind": "system",
+            **claims,
             "iat": now,
             "exp": now + self.lifetime_seconds,
             "jti": str(uuid.uuid4()),
@@ -123,7 +161,7 @@ class AccessTokens:
             raise Unauthorized(_INVALID) from None
         if decoded.header.get("typ") != TOKEN_TYPE:
             raise Unauthorized(_INVALID)
-        caller = _system_caller(decoded.claims)
+        caller = _caller(decoded.claims)
         self._verified.put(token, caller, float(decoded.claims["exp"]))
         return caller
 
@@ -140,19 +178,59 @@ class AccessTokens:
         return key
 
 
-def _system_caller(claims: dict[str, Any]) -> CallerContext:
-    if claims.get("kind") != "system" or claims.get("client_id") != claims.get("sub"):
-        raise Unauthorized(_INVALID)
-    scope = claims.get("scope", "")
-    if not isinstance(scope, str):
-        raise Unauthorized(_INVALID)
+def _caller(claims: dict[str, Any]) -> CallerContext:
+    """The caller a verified token's claims describe; any claim out of shape is a 401."""
     try:
-        return CallerContext(
-            kind="system",
-            client_id=claims["client_id"],
-            orgnr=claims["orgnr"],
-            agency_type=claims["agency_type"],
-            scopes=tuple(scope.split()),
-        )
+        kind = claims["kind"]
+        scopes = tuple(_string(claims.get("scope", "")).split())
+        if kind == "system" and claims["client_id"] == claims["sub"]:
+            return CallerContext(
+                kind="system",
+                client_id=_string(claims["client_id"]),
+                orgnr=_string(claims["orgnr"]),
+                agency_type=_string(claims["agency_type"]),
+                scopes=scopes,
+            )
+        if kind == "staff" and claims["staff_id"] == claims["sub"]:
+            roles = claims["roles"]
+            if not isinstance(roles, list) or not roles or not all(r in ROLES for r in roles):
+                raise Unauthorized(_INVALID)
+            skjermet_authorised = claims.get("skjermet_authorised", False)
+            if not isinstance(skjermet_authorised, bool):
+                raise Unauthorized(_INVALID)
+            return CallerContext(
+                kind="staff",
+                client_id=_string(claims["client_id"]),
+                orgnr=_string(claims["orgnr"]),
+                agency_type=_string(claims["agency_type"]),
+                scopes=scopes,
+                staff_id=_uuid(claims["staff_id"]),
+                unit_id=_uuid(claims["unit_id"]),
+                roles=tuple(roles),
+                skjermet_authorised=skjermet_authorised,
+            )
+        if kind == "citizen" and claims["participant_id"] == claims["sub"] and not scopes:
+            # No organisation claims and no scope: a citizen token opens no organisation route.
+            if {"client_id", "orgnr", "agency_type", "staff_id", "roles"} & claims.keys():
+                raise Unauthorized(_INVALID)
+            return CallerContext(kind="citizen", participant_id=_uuid(claims["participant_id"]))
     except (KeyError, ValidationError):
         raise Unauthorized(_INVALID) from None
+    raise Unauthorized(_INVALID)
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise Unauthorized(_INVALID)
+    return value
+
+
+def _uuid(value: Any) -> str:
+    """A UUID claim in its canonical form."""
+    try:
+        canonical = str(uuid.UUID(_string(value)))
+    except ValueError:
+        raise Unauthorized(_INVALID) from None
+    if canonical != value:
+        raise Unauthorized(_INVALID)
+    return canonical

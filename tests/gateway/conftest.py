@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from fastapi import Depends, FastAPI
 from jwt.algorithms import OKPAlgorithm
 
-from gateway.deps import require_scope
+from gateway.deps import CallerDep, require_scope
 from gateway.oauth import AuthRuntime, register_client
 from gateway.oauth import router as oauth_router
 from gateway.settings import GatewaySettings
@@ -52,6 +52,16 @@ async def gateway_app(gateway_settings: GatewaySettings) -> AsyncIterator[FastAP
     @app.get("/api/v1/audit-probe")
     async def audit_probe(
         caller: Annotated[CallerContext, Depends(require_scope("audit:read"))],
+    ) -> dict[str, Any]:
+        return caller.model_dump()
+
+    @app.get("/api/v1/me/whoami")
+    async def citizen_whoami(caller: CallerDep) -> dict[str, Any]:
+        return caller.model_dump()
+
+    @app.get("/api/v1/me/scoped-probe")
+    async def citizen_scoped_probe(
+        caller: Annotated[CallerContext, Depends(require_scope("participants:read"))],
     ) -> dict[str, Any]:
         return caller.model_dump()
 

@@ -19,14 +19,18 @@ import jwt as pyjwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from fastapi import FastAPI
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from typer.testing import CliRunner
 
 from gateway import store
+from gateway.clients import UpstreamProblem
 from gateway.oauth import AuthConfigError, AuthRuntime, InvalidClientRegistration, register_client
 from gateway.settings import GatewaySettings
 from shared.db import make_engine, make_sessionmaker
+from shared.internal_auth import CallerContext
 from shared.keys import MissingKey
+from shared.problems import ServiceUnavailable
 from tests.gateway.conftest import (
     ISSUER,
     TOKEN_URL,
@@ -421,7 +425,10 @@ async def test_server_metadata_describes_the_token_endpoint(http: httpx.AsyncCli
     assert metadata["issuer"] == ISSUER
     assert metadata["token_endpoint"] == TOKEN_URL
     assert metadata["jwks_uri"] == ISSUER + "/.well-known/jwks.json"
-    assert metadata["grant_types_supported"] == ["client_credentials"]
+    assert metadata["grant_types_supported"] == [
+        "client_credentials",
+        "urn:ietf:params:oauth:grant-type:jwt-bearer",
+    ]
     assert metadata["token_endpoint_auth_methods_supported"] == ["private_key_jwt"]
     assert "none" not in metadata["token_endpoint_auth_signing_alg_values_supported"]
     assert not any(
@@ -454,7 +461,13 @@ async def test_openapi_documents_the_token_form(http: httpx.AsyncClient) -> None
     spec = (await http.get("/openapi.json")).json()
     body = spec["paths"]["/oauth/token"]["post"]["requestBody"]["content"]
     fields = body["application/x-www-form-urlencoded"]["schema"]["properties"]
-    assert {"grant_type", "client_assertion_type", "client_assertion", "scope"} <= fields.keys()
+    assert {
+        "grant_type",
+        "client_assertion_type",
+        "client_assertion",
+        "assertion",
+        "scope",
+    } <= fields.keys()
 
 
 # --- access tokens at protected routes -------------------------------------------------------
@@ -625,3 +638,219 @@ def test_cli_add_without_agency_type_refuses_unknown_organisation(
     result = CliRunner().invoke(client_app, [*arguments, "--jwks-file", str(jwks_file)])
     assert result.exit_code == 1
     assert "unknown organisation" in result.stderr
+
+
+# --- staff and citizen tokens ------------------------------------------------------------------
+
+STAFF_ID = "6f1c1a52-5d0e-4b8e-9a57-2f7c3f0d9b11"
+UNIT_ID = "0b0f5a3e-8c4d-4f57-9e0e-6c1f2b3a4d5e"
+PARTICIPANT_ID = "d3b07384-d9a7-4f3b-8a1c-2e5f6a7b8c9d"
+
+
+def staff_claims(**overrides: Any) -> dict[str, Any]:
+    claims = access_claims(
+        kind="staff",
+        sub=STAFF_ID,
+        staff_id=STAFF_ID,
+        unit_id=UNIT_ID,
+        roles=["kontaktlaerer"],
+        skjermet_authorised=False,
+    )
+    claims.update(overrides)
+    return claims
+
+
+def citizen_claims(**overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": ISSUER,
+        "aud": ISSUER,
+        "sub": PARTICIPANT_ID,
+        "participant_id": PARTICIPANT_ID,
+        "kind": "citizen",
+        "scope": "",
+        "iat": now,
+        "exp": now + 120,
+        "jti": str(uuid.uuid4()),
+    }
+    claims.update(overrides)
+    return claims
+
+
+def _signed(keys_dir: Path, claims: dict[str, Any]) -> str:
+    kid, key = gateway_signing_key(keys_dir)
+    return sign_ed25519({"alg": "Ed25519", "typ": "at+jwt", "kid": kid}, claims, key)
+
+
+async def test_issued_staff_and_citizen_tokens_verify_as_their_callers(
+    gateway_settings: GatewaySettings,
+) -> None:
+    from services.participant.schemas import StaffRead
+
+    tokens = AuthRuntime.load(gateway_settings).tokens
+    staff = StaffRead(
+        id=uuid.UUID(STAFF_ID),
+        orgnr="974760673",
+        unit_id=uuid.UUID(UNIT_ID),
+        name="Vera",
+        roles=["veileder", "auditor"],
+        skjermet_authorised=True,
+    )
+    issued = tokens.issue_staff_token(
+        client_id="nav-sys", agency_type="nav", staff=staff, scopes=["participants:read"]
+    )
+    caller = tokens.verify(issued["access_token"])
+    assert caller.model_dump() == {
+        "kind": "staff",
+        "client_id": "nav-sys",
+        "orgnr": "974760673",
+        "agency_type": "nav",
+        "scopes": ("participants:read",),
+        "staff_id": STAFF_ID,
+        "unit_id": UNIT_ID,
+        "roles": ("veileder", "auditor"),
+        "participant_id": None,
+        "skjermet_authorised": True,
+    }
+    hash(caller)  # the internal token cache keys on it
+
+    citizen = tokens.verify(
+        tokens.issue_citizen_token(participant_id=uuid.UUID(PARTICIPANT_ID))["access_token"]
+    )
+    assert citizen == CallerContext(kind="citizen", participant_id=PARTICIPANT_ID)
+
+
+async def test_staff_token_opens_an_organisation_route_and_citizen_token_does_not(
+    http: httpx.AsyncClient, keys_dir: Path
+) -> None:
+    staff = await http.get(
+        "/api/v1/whoami",
+        headers={"Authorization": f"Bearer {_signed(keys_dir, staff_claims())}"},
+    )
+    citizen = await http.get(
+        "/api/v1/whoami",
+        headers={"Authorization": f"Bearer {_signed(keys_dir, citizen_claims())}"},
+    )
+
+    assert staff.status_code == 200, staff.text
+    assert staff.json()["kind"] == "staff" and staff.json()["roles"] == ["kontaktlaerer"]
+    assert citizen.status_code == 403
+    assert citizen.headers["content-type"] == "application/problem+json"
+    assert citizen.json()["type"] == "https://broen.no/problems/citizen-route-only"
+
+
+async def test_citizen_token_reaches_me_routes_but_never_an_organisation_scope(
+    http: httpx.AsyncClient, keys_dir: Path
+) -> None:
+    citizen = {"Authorization": f"Bearer {_signed(keys_dir, citizen_claims())}"}
+    staff = {"Authorization": f"Bearer {_signed(keys_dir, staff_claims())}"}
+
+    me = await http.get("/api/v1/me/whoami", headers=citizen)
+    scoped = await http.get("/api/v1/me/scoped-probe", headers=citizen)
+    # Control: the probe opens for a caller holding the scope.
+    staff_scoped = await http.get("/api/v1/me/scoped-probe", headers=staff)
+
+    assert me.status_code == 200, me.text
+    assert me.json()["kind"] == "citizen" and me.json()["participant_id"] == PARTICIPANT_ID
+    assert scoped.status_code == 403
+    assert scoped.json()["type"] == "https://broen.no/problems/insufficient-scope"
+    assert staff_scoped.status_code == 200
+
+
+# Built when a test runs, so their exp is fresh however late it runs.
+MALFORMED_CALLERS: dict[str, Callable[[], dict[str, Any]]] = {
+    "unknown_kind": lambda: staff_claims(kind="operator"),
+    "staff_sub_not_staff_id": lambda: staff_claims(sub=str(uuid.uuid4())),
+    "staff_id_not_a_uuid": lambda: staff_claims(sub="vera", staff_id="vera"),
+    "staff_role_outside_vocabulary": lambda: staff_claims(roles=["rektor"]),
+    "staff_without_roles": lambda: staff_claims(roles=[]),
+    "staff_roles_not_a_list": lambda: staff_claims(roles="kontaktlaerer"),
+    "staff_roles_not_strings": lambda: staff_claims(roles=[{"role": "kontaktlaerer"}]),
+    "staff_without_unit": lambda: {k: v for k, v in staff_claims().items() if k != "unit_id"},
+    "staff_skjermet_not_a_bool": lambda: staff_claims(skjermet_authorised="yes"),
+    "citizen_with_an_organisation_scope": lambda: citizen_claims(scope="participants:read"),
+    "citizen_with_organisation_claims": lambda: citizen_claims(orgnr="974760673"),
+    "citizen_sub_not_participant": lambda: citizen_claims(sub=str(uuid.uuid4())),
+    "system_with_numeric_orgnr": lambda: access_claims(orgnr=974760673),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED_CALLERS))
+async def test_validly_signed_token_with_malformed_caller_claims_is_refused(
+    http: httpx.AsyncClient, keys_dir: Path, case: str
+) -> None:
+    token = _signed(keys_dir, MALFORMED_CALLERS[case]())
+    response = await http.get("/api/v1/whoami", headers={"Authorization": f"Bearer {token}"})
+    await assert_invalid_token(response)
+
+
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+
+class _FakeDirectory:
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+        self.asked: list[tuple[CallerContext, uuid.UUID]] = []
+
+    async def read_staff(self, caller: CallerContext, staff_id: uuid.UUID) -> Any:
+        self.asked.append((caller, staff_id))
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+def _staff_grant_form(client: RegisteredClient, subject: str = STAFF_ID) -> dict[str, str]:
+    return {
+        **token_form(client.assertion()),
+        "grant_type": JWT_BEARER,
+        "assertion": client.assertion(sub=subject),
+    }
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        ServiceUnavailable("down"),
+        UpstreamProblem(422, {"detail": "no"}),
+        ValueError("not the contract"),
+        None,
+    ],
+    ids=["unavailable", "unexpected_4xx", "malformed_answer", "no_directory"],
+)
+async def test_staff_grant_answers_503_when_the_directory_cannot_answer(
+    gateway_app: FastAPI, http: httpx.AsyncClient, register: Register, answer: Any
+) -> None:
+    if answer is not None:
+        gateway_app.state.participant_client = _FakeDirectory(answer)
+    client = await register()
+
+    response = await http.post("/oauth/token", data=_staff_grant_form(client))
+
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "access_token" not in response.json()
+
+
+async def test_staff_grant_reads_the_directory_as_the_authenticated_client(
+    gateway_app: FastAPI, http: httpx.AsyncClient, register: Register
+) -> None:
+    from services.participant.schemas import StaffRead
+
+    staff = StaffRead(
+        id=uuid.UUID(STAFF_ID),
+        orgnr="974760673",
+        unit_id=uuid.UUID(UNIT_ID),
+        name="Vera",
+        roles=["kontaktlaerer"],
+        skjermet_authorised=False,
+    )
+    directory = _FakeDirectory(staff)
+    gateway_app.state.participant_client = directory
+    client = await register()
+
+    response = await http.post("/oauth/token", data=_staff_grant_form(client))
+
+    assert response.status_code == 200, response.text
+    ((caller, staff_id),) = directory.asked
+    assert staff_id == uuid.UUID(STAFF_ID)
+    assert (caller.client_id, caller.orgnr) == (client.client_id, "974760673")

@@ -21,8 +21,10 @@ from jwt.algorithms import ECAlgorithm
 from gateway.app import create_app as create_gateway
 from gateway.oauth import register_client
 from gateway.settings import GatewaySettings
+from services.participant import directory
 from services.participant import store as participant_store
 from services.participant.app import create_app as create_participant
+from services.participant.schemas import StaffCreate, StaffRead, UnitCreate, UnitRead
 from services.participant.settings import ParticipantSettings
 
 ISSUER = "https://broen.test"
@@ -75,6 +77,33 @@ class Stack:
         organisation = Organisation(orgnr, agency_type, client_id, key, kid)
         self.organisations[orgnr] = organisation
         return organisation
+
+    async def add_unit(
+        self, organisation: Organisation, *, name: str = "Enhet", kind: str = "skole"
+    ) -> UnitRead:
+        async with self.participant.state.sessionmaker.begin() as session:
+            data = UnitCreate(orgnr=organisation.orgnr, name=name, kind=kind)
+            return await directory.add_unit(session, data)
+
+    async def add_staff(
+        self,
+        organisation: Organisation,
+        unit: UnitRead,
+        *,
+        roles: tuple[str, ...] = ("kontaktlaerer",),
+        skjermet_authorised: bool = False,
+    ) -> StaffRead:
+        async with self.participant.state.sessionmaker.begin() as session:
+            data = StaffCreate.model_validate(
+                {
+                    "orgnr": organisation.orgnr,
+                    "unit_id": unit.id,
+                    "name": "Ansatt Demo",
+                    "roles": list(roles),
+                    "skjermet_authorised": skjermet_authorised,
+                }
+            )
+            return await directory.add_staff(session, data)
 
     def assertion(self, organisation: Organisation) -> str:
         """A client assertion signed by PyJWT: a library independent of the server's."""
