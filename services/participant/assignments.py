@@ -12,7 +12,6 @@ from services.participant import store
 from services.participant.errors import (
     AssignmentConflict,
     NotYourOrganisation,
-    ParticipantNotFound,
     ProgrammeNotFound,
 )
 from services.participant.models import (
@@ -28,20 +27,16 @@ from services.participant.schemas import (
     ProgrammeRead,
     ProgrammeUpdate,
 )
-from services.participant.service import EVENT_SOURCE, caller_organisation, now_utc
+from services.participant.service import (
+    EVENT_SOURCE,
+    caller_organisation,
+    now_utc,
+    registered_participant,
+)
 from shared.events import make_event
 from shared.internal_auth import CallerContext
 from shared.outbox import record_event
 from shared.problems import ValidationProblem
-
-
-async def _known_to(session: AsyncSession, participant_id: uuid.UUID, orgnr: str) -> None:
-    """An organisation works only with participants it registered; others look unknown."""
-    found = await store.get_readable_participant(
-        session, participant_id, orgnr=orgnr, now=now_utc()
-    )
-    if found is None or "registered" not in found.relationships:
-        raise ParticipantNotFound()
 
 
 async def assign(
@@ -54,7 +49,7 @@ async def assign(
 ) -> AssignmentRead:
     """Start an assignment; the open one in the same role from the same organisation ends
     when this one starts. Used by the route and by a `veileder.tildelt` timeline event."""
-    await _known_to(session, participant_id, organisation.orgnr)
+    await registered_participant(session, participant_id, organisation.orgnr)
     now = now_utc()
     starts = data.valid_from or now
     unit_id = await _assignee_unit(session, organisation, data)
@@ -145,7 +140,7 @@ async def list_assignments(
 ) -> list[AssignmentRead]:
     """Every organisation's assignments; what the caller may see is the gateway's decision."""
     organisation = await caller_organisation(session, caller)
-    await _known_to(session, participant_id, organisation.orgnr)
+    await registered_participant(session, participant_id, organisation.orgnr)
     found = await store.list_assignments(
         session, participant_id, orgnr=None, role=role, at=at, after=after, limit=limit
     )
@@ -156,7 +151,7 @@ async def add_programme(
     session: AsyncSession, caller: CallerContext, participant_id: uuid.UUID, data: ProgrammeCreate
 ) -> ProgrammeRead:
     organisation = await caller_organisation(session, caller)
-    await _known_to(session, participant_id, organisation.orgnr)
+    await registered_participant(session, participant_id, organisation.orgnr)
     participation = ProgrammeParticipation(
         id=uuid.uuid4(),
         participant_id=participant_id,
@@ -208,7 +203,7 @@ async def list_programmes(
     limit: int,
 ) -> list[ProgrammeRead]:
     organisation = await caller_organisation(session, caller)
-    await _known_to(session, participant_id, organisation.orgnr)
+    await registered_participant(session, participant_id, organisation.orgnr)
     found = await store.list_programmes(
         session, participant_id, orgnr=None, after=after, limit=limit
     )

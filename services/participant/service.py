@@ -55,6 +55,24 @@ async def caller_organisation(session: AsyncSession, caller: CallerContext) -> O
     return organisation
 
 
+async def registered_participant(
+    session: AsyncSession, participant_id: uuid.UUID, orgnr: str
+) -> store.ReadableParticipant:
+    """An organisation works only with participants it registered; others look unknown."""
+    found = await store.get_readable_participant(
+        session, participant_id, orgnr=orgnr, now=now_utc()
+    )
+    if found is None or "registered" not in found.relationships:
+        raise ParticipantNotFound()
+    return found
+
+
+def open_data_key(
+    keyring: Keyring, participant_id: uuid.UUID, found: store.ReadableParticipant
+) -> bytes:
+    return keyring.unwrap(WrappedKey(found.key_id, found.wrapped_key), str(participant_id))
+
+
 async def register(
     session: AsyncSession, keyring: Keyring, caller: CallerContext, data: ParticipantCreate
 ) -> tuple[ParticipantView, bool]:
@@ -137,12 +155,8 @@ async def update(
     if_match: str,
 ) -> ParticipantView:
     organisation = await caller_organisation(session, caller)
-    current = await store.get_readable_participant(
-        session, participant_id, orgnr=organisation.orgnr, now=now_utc()
-    )
     # Values are recorded per organisation: one that never registered the person has none.
-    if current is None or "registered" not in current.relationships:
-        raise ParticipantNotFound()
+    current = await registered_participant(session, participant_id, organisation.orgnr)
     stale = PreconditionFailed("The participant changed since you read it; read it again.")
     if not hmac.compare_digest(if_match, etag(keyring, participant_id, current.version)):
         raise stale
@@ -236,7 +250,7 @@ async def view(
     )
     if found is None:
         raise ParticipantNotFound()
-    data_key = keyring.unwrap(WrappedKey(found.key_id, found.wrapped_key), str(participant_id))
+    data_key = open_data_key(keyring, participant_id, found)
     attributes = await store.list_attributes(session, participant_id)
     chosen: dict[str, Attribute] = {}
     for attribute in attributes:
