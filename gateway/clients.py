@@ -150,9 +150,12 @@ class ParticipantClient:
         *,
         content: bytes | None = None,
         params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[M, int]:
         """A participant sub-resource parsed into its model, and the upstream status."""
-        response = await self.upstream.call(method, path, caller, content=content, params=params)
+        response = await self.upstream.call(
+            method, path, caller, content=content, params=params, headers=headers
+        )
         return model.model_validate_json(response.content), response.status_code
 
     async def read_staff(self, caller: CallerContext, staff_id: uuid.UUID) -> StaffRead | None:

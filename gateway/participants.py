@@ -10,14 +10,17 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel
 
 from gateway.clients import ParticipantAnswer, ParticipantClient
-from gateway.deps import require_scope
+from gateway.deps import CallerDep, require_scope
 from gateway.personvern import project_participant, project_records
 from gateway.proxy import stream_through
+from services.participant.catalogue import EventCatalogue
 from services.participant.errors import ParticipantNotFound
 from services.participant.schemas import (
     AssignmentCreate,
     AssignmentList,
     AssignmentRead,
+    EventCreate,
+    EventRead,
     OrganisationList,
     OrganisationRead,
     ParticipantCreate,
@@ -28,6 +31,7 @@ from services.participant.schemas import (
     ProgrammeList,
     ProgrammeRead,
     ProgrammeUpdate,
+    Timeline,
     UnitList,
 )
 from shared.internal_auth import CallerContext
@@ -37,6 +41,7 @@ from shared.vocabulary import Role
 
 Reader = Annotated[CallerContext, Depends(require_scope("participants:read"))]
 Writer = Annotated[CallerContext, Depends(require_scope("participants:write"))]
+EventWriter = Annotated[CallerContext, Depends(require_scope("events:write"))]
 
 router = APIRouter(
     prefix="/api/v1",
@@ -265,6 +270,78 @@ async def update_programme(
         content=await request.body(),
     )
     return _json(updated, status)
+
+
+@router.post(
+    "/participants/{participant_id}/events",
+    tags=["timeline"],
+    status_code=201,
+    response_model=EventRead,
+    responses=problem_responses(404, 409),
+)
+async def record_event(
+    participant_id: uuid.UUID,
+    data: EventCreate,
+    request: Request,
+    caller: EventWriter,
+    client: ClientDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=200,
+            description="A retry with the same key and body returns the first result; "
+            "the same key with another body is a 409 problem.",
+        ),
+    ] = None,
+) -> Response:
+    """Record an event on the participant's timeline.
+
+    The type must be in the event catalogue (GET /api/v1/event-types) and owned by your
+    agency type, and the payload must hold the fields the type declares. Events are never
+    changed: a correction is a new event whose `corrects` names the earlier one.
+    """
+    created, status = await client.fetch(
+        EventRead,
+        "POST",
+        f"/api/v1/participants/{participant_id}/events",
+        caller,
+        content=await request.body(),
+        headers={"Idempotency-Key": idempotency_key} if idempotency_key is not None else None,
+    )
+    return _json(created, status)
+
+
+@router.get(
+    "/participants/{participant_id}/timeline",
+    tags=["timeline"],
+    response_model=Timeline,
+    responses=problem_responses(404),
+)
+async def read_timeline(
+    participant_id: uuid.UUID,
+    caller: Reader,
+    client: ClientDep,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Response:
+    """The participant's events in the order they happened: your organisation's own for now."""
+    page, _ = await client.fetch(
+        Timeline,
+        "GET",
+        f"/api/v1/participants/{participant_id}/timeline",
+        caller,
+        params=_query(limit=limit, cursor=cursor),
+    )
+    return _json(page.model_copy(update={"items": project_records(caller, page.items)}))
+
+
+@router.get("/event-types", tags=["timeline"], response_model=EventCatalogue)
+async def list_event_types(request: Request, caller: CallerDep) -> Response:
+    """The event catalogue: each type's owners, payload fields and their data categories."""
+    upstream = request.app.state.participant_client.upstream
+    return await stream_through(request, upstream, caller, "/api/v1/event-types")
 
 
 @router.get("/organisations", tags=["organisations"], response_model=OrganisationList)

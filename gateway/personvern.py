@@ -51,13 +51,16 @@ def project_participant(
 
 
 class OwnedRecord(Protocol):
-    orgnr: str
+    @property
+    def orgnr(self) -> str:
+        """The organisation that recorded it."""
+        ...
 
 
 R = TypeVar("R", bound=OwnedRecord)
 
 
 def project_records(caller: CallerContext, records: list[R]) -> list[R]:
-    """Records an organisation made about a participant (assignments, programme places):
-    the caller sees its own organisation's; the rest are left out of the list."""
+    """Records an organisation made about a participant (assignments, programme places,
+    timeline events): the caller sees its own organisation's; the rest are left out."""
     return [record for record in records if caller.orgnr and record.orgnr == caller.orgnr]

@@ -7,8 +7,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("participant", "consent", "messaging")
-# The gateway may use a service's wire contract (its schemas and problem types), nothing else.
-CONTRACT_MODULES = {"schemas", "errors"}
+# The gateway may use a service's wire contract (its schemas, problem types and the event
+# catalogue's model), nothing else.
+CONTRACT_MODULES = {"schemas", "errors", "catalogue"}
 
 
 def imports_of(package: Path) -> list[tuple[Path, str]]:

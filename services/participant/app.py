@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.participant.catalogue import load_catalogue
-from services.participant.routes import internal, organisations, router, units
+from services.participant.routes import event_types, internal, organisations, router, units
 from services.participant.settings import ParticipantSettings
 from shared.app import create_service_app, service_lifespan
 from shared.crypto import Keyring
@@ -27,5 +27,6 @@ def create_app(settings: ParticipantSettings) -> FastAPI:
     app.include_router(router)
     app.include_router(organisations)
     app.include_router(units)
+    app.include_router(event_types)
     app.include_router(internal)
     return app

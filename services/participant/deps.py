@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from services.participant.catalogue import EventCatalogue
 from shared.crypto import Keyring
 
 
@@ -13,3 +14,11 @@ async def get_keyring(request: Request) -> Keyring:
 
 
 KeyringDep = Annotated[Keyring, Depends(get_keyring)]
+
+
+async def get_catalogue(request: Request) -> EventCatalogue:
+    catalogue: EventCatalogue = request.app.state.catalogue
+    return catalogue
+
+
+CatalogueDep = Annotated[EventCatalogue, Depends(get_catalogue)]

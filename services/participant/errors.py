@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from shared.problems import Conflict, Forbidden, NotFound
+from shared.problems import Conflict, Forbidden, NotFound, ValidationProblem
 
 
 class ParticipantNotFound(NotFound):
@@ -56,3 +56,47 @@ class AssignmentConflict(Conflict):
 class ProgrammeNotFound(NotFound):
     type = "programme-not-found"
     title = "Programme participation not found"
+
+
+class UnknownEventType(ValidationProblem):
+    type = "unknown-event-type"
+    title = "Unknown event type"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The event type is not in the catalogue; GET /api/v1/event-types lists them.",
+            errors=[
+                {
+                    "field": "type",
+                    "location": ["body", "type"],
+                    "message": "not in the catalogue",
+                    "code": "unknown_event_type",
+                }
+            ],
+        )
+
+
+class EventTypeNotOwned(Forbidden):
+    type = "event-type-not-owned"
+    title = "Event type not yours to record"
+
+    def __init__(self) -> None:
+        super().__init__("Your organisation's agency type may not record this event type.")
+
+
+class IdempotencyKeyReused(Conflict):
+    type = "idempotency-key-reused"
+    title = "Idempotency key reused"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This Idempotency-Key came with a different request before; use a new key."
+        )
+
+
+class EventConflict(Conflict):
+    type = "event-conflict"
+    title = "Event recorded meanwhile"
+
+    def __init__(self) -> None:
+        super().__init__("The event could not be recorded because of a concurrent change; retry.")

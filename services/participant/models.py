@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    UniqueConstraint,
     Uuid,
     text,
 )
@@ -173,3 +174,34 @@ class ProgrammeParticipation(Base):
     ends_on: Mapped[date | None] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(20))
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Event(Base):
+    """One fact on the participant's timeline, as one organisation recorded it. Never
+    updated: a correction is a new event that names the one it corrects."""
+
+    __tablename__ = "events"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    participant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("participants.id", ondelete="CASCADE")
+    )
+    type: Mapped[str] = mapped_column(String(80))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    source_orgnr: Mapped[str] = mapped_column(ForeignKey("organisations.orgnr"))
+    source_agency_type: Mapped[str] = mapped_column(String(40))
+    source_system: Mapped[str] = mapped_column(String(100))
+    verification: Mapped[str] = mapped_column(String(20))
+    # Payloads may hold free text: sealed with the participant's data key, like attributes.
+    payload_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    corrects: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("events.id"))
+    # An organisation's Idempotency-Key, and the hash of the request it first came with.
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        # A concurrent retry with the same key fails here instead of recording twice.
+        UniqueConstraint("source_orgnr", "idempotency_key"),
+        Index("ix_events_timeline", "participant_id", "occurred_at", "id"),
+    )

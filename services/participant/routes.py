@@ -8,13 +8,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Response
 from pydantic import AwareDatetime
 
-from services.participant import assignments, directory, service, store
-from services.participant.deps import KeyringDep
+from services.participant import assignments, directory, service, store, timeline
+from services.participant.deps import CatalogueDep, KeyringDep
 from services.participant.errors import OrganisationNotFound, ParticipantNotFound
 from services.participant.schemas import (
     AssignmentCreate,
     AssignmentList,
     AssignmentRead,
+    EventCreate,
+    EventRead,
     OrganisationList,
     OrganisationRead,
     ParticipantCreate,
@@ -26,6 +28,7 @@ from services.participant.schemas import (
     ProgrammeRead,
     ProgrammeUpdate,
     StaffRead,
+    Timeline,
     UnitList,
     UnitRead,
 )
@@ -132,6 +135,17 @@ def _next_cursor(items: Sequence[AssignmentRead | ProgrammeRead], limit: int) ->
     return encode_cursor(items[-1].recorded_at.isoformat(), str(items[-1].id))
 
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="A retry with the same key and body returns the first result.",
+    ),
+]
+
+
 @router.post("/{participant_id}/assignments", status_code=201, responses=problem_responses(409))
 async def create_assignment(
     participant_id: uuid.UUID, data: AssignmentCreate, session: SessionDep, caller: CallerDep
@@ -155,6 +169,48 @@ async def list_assignments(
         session, caller, participant_id, role=role, at=at, after=_after(cursor), limit=limit
     )
     return AssignmentList(items=items, next_cursor=_next_cursor(items, limit))
+
+
+@router.post("/{participant_id}/events", status_code=201, responses=problem_responses(409))
+async def record_event(
+    participant_id: uuid.UUID,
+    data: EventCreate,
+    session: SessionDep,
+    keyring: KeyringDep,
+    catalogue: CatalogueDep,
+    caller: CallerDep,
+    idempotency_key: IdempotencyKey = None,
+) -> EventRead:
+    """Record an event of a catalogue type your agency type owns on the participant's timeline."""
+    return await timeline.record(
+        session,
+        keyring,
+        catalogue,
+        caller,
+        participant_id,
+        data,
+        idempotency_key=idempotency_key,
+    )
+
+
+@router.get("/{participant_id}/timeline")
+async def read_timeline(
+    participant_id: uuid.UUID,
+    session: SessionDep,
+    keyring: KeyringDep,
+    caller: CallerDep,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Timeline:
+    """The participant's events in the order they happened."""
+    items = await timeline.timeline(
+        session, keyring, caller, participant_id, after=_after(cursor), limit=limit
+    )
+    last = items[-1] if len(items) == limit else None
+    return Timeline(
+        items=items,
+        next_cursor=encode_cursor(last.occurred_at.isoformat(), str(last.id)) if last else None,
+    )
 
 
 @router.post("/{participant_id}/programmes", status_code=201)
@@ -233,6 +289,20 @@ async def list_units(session: SessionDep, caller: CallerDep) -> UnitList:
     """Your organisation's units, with their inbox handles (no personal data)."""
     found = await store.list_units(session, orgnr=caller.orgnr or "")
     return UnitList(items=[UnitRead.model_validate(u, from_attributes=True) for u in found])
+
+
+event_types = APIRouter(
+    prefix="/api/v1/event-types",
+    tags=["timeline"],
+    dependencies=[Depends(require_internal_caller)],
+    responses=problem_responses(401),
+)
+
+
+@event_types.get("")
+async def list_event_types(catalogue: CatalogueDep) -> Response:
+    """The event catalogue: types, owners, payload fields and their categories."""
+    return Response(catalogue.model_dump_json(exclude_none=True), media_type="application/json")
 
 
 # Read by the gateway when a system asks for a token on behalf of a staff member;

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -282,3 +282,47 @@ class ProgrammeList(BaseModel):
 EventTypeName = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9_]+(\.[a-z0-9_]+)*$", max_length=80)
 ]
+
+
+class EventCreate(BaseModel):
+    """A fact for the participant's timeline. Events are never changed: a correction is a
+    new event that names the one it corrects."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: EventTypeName = Field(description="One of the types listed by GET /api/v1/event-types.")
+    occurred_at: AwareDatetime
+    payload: dict[str, Any] = Field(
+        default_factory=dict, description="The fields the event type declares, and no others."
+    )
+    source_system: Text = Field(description="The system the event came from.")
+    verification: Verification = "self_reported"
+    corrects: uuid.UUID | None = Field(None, description="An earlier event this one corrects.")
+
+
+class EventSource(BaseModel):
+    orgnr: str
+    agency_type: AgencyType
+    system: str
+    verification: Verification
+
+
+class EventRead(BaseModel):
+    id: uuid.UUID
+    participant_id: uuid.UUID
+    type: str
+    occurred_at: datetime
+    recorded_at: datetime
+    source: EventSource
+    payload: dict[str, Any]
+    corrects: uuid.UUID | None = None
+
+    @property
+    def orgnr(self) -> str:
+        """The organisation that recorded the event (its owner, for the personvern hook)."""
+        return self.source.orgnr
+
+
+class Timeline(BaseModel):
+    items: list[EventRead]
+    next_cursor: str | None = None

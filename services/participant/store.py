@@ -6,13 +6,27 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Date, String, Uuid, and_, bindparam, delete, exists, or_, select, update
+from sqlalchemy import (
+    Date,
+    String,
+    Uuid,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    inspect,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.participant.models import (
     Assignment,
     Attribute,
+    Event,
     Organisation,
     Participant,
     ParticipantKey,
@@ -360,4 +374,54 @@ async def list_programmes(
     statement = statement.order_by(
         ProgrammeParticipation.recorded_at, ProgrammeParticipation.id
     ).limit(limit)
+    return list((await session.scalars(statement)).all())
+
+
+async def add_event(session: AsyncSession, event: Event) -> bool:
+    """Insert the event; False when the organisation's idempotency key is taken (a concurrent
+    request with the same key got there first).
+
+    ON CONFLICT rather than a savepoint: on SQLite, pysqlite sends no BEGIN before a
+    SAVEPOINT, so a savepoint that is a request's first write commits when released, and
+    a later refusal (e.g. of a `veileder.tildelt`'s assignment) could not undo it."""
+    values = {column.key: getattr(event, column.key) for column in inspect(Event).column_attrs}
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(Event)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["source_orgnr", "idempotency_key"])
+        .returning(Event.id)
+    )
+    return (await session.execute(statement)).scalar_one_or_none() is not None
+
+
+async def get_event(session: AsyncSession, event_id: uuid.UUID) -> Event | None:
+    return await session.get(Event, event_id)
+
+
+async def find_event_by_key(
+    session: AsyncSession, *, orgnr: str, idempotency_key: str
+) -> Event | None:
+    return await session.scalar(
+        select(Event).where(Event.source_orgnr == orgnr, Event.idempotency_key == idempotency_key)
+    )
+
+
+async def list_events(
+    session: AsyncSession,
+    participant_id: uuid.UUID,
+    *,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[Event]:
+    """The timeline in the order things happened: by occurred_at, then id."""
+    statement = select(Event).where(Event.participant_id == participant_id)
+    if after is not None:
+        statement = statement.where(
+            or_(
+                Event.occurred_at > after[0],
+                and_(Event.occurred_at == after[0], Event.id > after[1]),
+            )
+        )
+    statement = statement.order_by(Event.occurred_at, Event.id).limit(limit)
     return list((await session.scalars(statement)).all())
