@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,11 +24,20 @@ from broen_cli.directory import add_organisation, in_directory
 from gateway.oauth import ORGANISATION_SCOPES, AuthRuntime, register_client
 from gateway.settings import GatewaySettings
 from gateway.tokens import AccessTokens
+from services.participant import assignments
 from services.participant import directory as participant_directory
 from services.participant import service as participant_service
 from services.participant import store as participant_store
 from services.participant.errors import OrganisationNotFound, StaffNotFound
-from services.participant.schemas import OrganisationCreate, ParticipantCreate, StaffRead
+from services.participant.schemas import (
+    AssignmentCreate,
+    OrganisationCreate,
+    ParticipantCreate,
+    ProgrammeCreate,
+    StaffCreate,
+    StaffRead,
+    UnitCreate,
+)
 from shared.crypto import Keyring
 from shared.db import make_engine, make_sessionmaker
 from shared.internal_auth import CallerContext
@@ -64,11 +74,43 @@ DEMO_CLIENTS = {
     "demo-skole": ("310123455", "participants:read participants:write consents:read messages"),
     "demo-ot": ("310123463", "participants:read participants:write messages"),
 }
-# Synthetic people: birth dates in 2005-2007, individual numbers 500-999 (born 2000-2039).
+# The people who work with the participants: (key, orgnr, unit key, name, roles).
+DEMO_UNITS = {
+    "nav-kontor": ("889640782", "NAV Grünerløkka", "nav_kontor"),
+    "skole": ("310123455", "Demo videregående skole", "skole"),
+    "ot": ("310123463", "Oppfølgingstjenesten Oslo", "ot"),
+}
+DEMO_STAFF = [
+    ("vera", "889640782", "nav-kontor", "Vera Veileder", ["veileder"]),
+    (
+        "kim",
+        "889640782",
+        "nav-kontor",
+        "Kim Koordinator",
+        ["opplaeringskoordinator", "kontaktperson"],
+    ),
+    ("tone", "310123455", "skole", "Tone Lærer", ["kontaktlaerer", "faglaerer"]),
+    ("omar", "310123463", "ot", "Omar OT", ["ot_radgiver"]),
+]
+# Synthetic people: birth dates in 2005-2007, individual numbers 500-999 (born 2000-2039),
+# with the organisations that registered them.
 DEMO_PARTICIPANTS = [
-    ("Kari Nordmann", "150805512", "310123455"),
-    ("Ola Nordmann", "020306534", "889640782"),
-    ("Aisha Demo", "300707551", "310123455"),
+    ("Kari Nordmann", "150805512", ["310123455", "889640782"]),
+    ("Ola Nordmann", "020306534", ["889640782", "310123455"]),
+    ("Aisha Demo", "300707551", ["310123455"]),
+]
+# Who is assigned to whom: (participant, role, staff key or unit key).
+DEMO_ASSIGNMENTS = [
+    ("Kari Nordmann", "veileder", "vera"),
+    ("Kari Nordmann", "kontaktlaerer", "tone"),
+    ("Ola Nordmann", "veileder", "nav-kontor"),  # nobody yet: the office's inbox
+    ("Ola Nordmann", "kontaktlaerer", "tone"),
+    ("Aisha Demo", "kontaktlaerer", "tone"),
+]
+# Programme places: (participant, orgnr, programme).
+DEMO_PROGRAMMES = [
+    ("Kari Nordmann", "310123455", "vgo"),
+    ("Ola Nordmann", "889640782", "opplaeringstiltak-lengre-varighet"),
 ]
 
 
@@ -90,32 +132,76 @@ async def _database_is_empty() -> bool:
         await engine.dispose()
 
 
-async def _seed_participants() -> int:
-    settings = settings_for("participant")
-    keyring = Keyring.load(settings.keys_dir, "participant")
-    engine = make_engine(settings.database_url)
-    try:
-        for name, first_nine, orgnr in DEMO_PARTICIPANTS:
-            async with make_sessionmaker(engine).begin() as session:
-                organisation = await participant_store.get_organisation(session, orgnr)
-                assert organisation is not None
-                caller = CallerContext(
-                    kind="system", orgnr=orgnr, agency_type=organisation.agency_type
-                )
-                await participant_service.register(
-                    session,
-                    keyring,
-                    caller,
-                    ParticipantCreate(
-                        national_id=synthetic_national_id(first_nine),
-                        name=name,
-                        source_system="broen dev seed",
-                        verification="verified",
-                    ),
-                )
-    finally:
-        await engine.dispose()
-    return len(DEMO_PARTICIPANTS)
+async def _seed_people(session: AsyncSession) -> dict[str, Any]:
+    """Units, staff, participants (registered by their organisations), assignments and
+    programme places: enough to try messaging and the policy on."""
+    keyring = Keyring.load(settings_for("participant").keys_dir, "participant")
+    organisations = {
+        o["orgnr"]: await participant_store.get_organisation(session, o["orgnr"])
+        for o in DEMO_ORGANISATIONS
+    }
+    units = {}
+    for key, (orgnr, name, kind) in DEMO_UNITS.items():
+        units[key] = await participant_directory.add_unit(
+            session, UnitCreate(orgnr=orgnr, name=name, kind=kind)
+        )
+    staff = {}
+    for key, orgnr, unit_key, name, roles in DEMO_STAFF:
+        staff[key] = await participant_directory.add_staff(
+            session,
+            StaffCreate.model_validate(
+                {"orgnr": orgnr, "unit_id": units[unit_key].id, "name": name, "roles": roles}
+            ),
+        )
+    participants = {}
+    for name, first_nine, orgnrs in DEMO_PARTICIPANTS:
+        for orgnr in orgnrs:
+            organisation = organisations[orgnr]
+            assert organisation is not None
+            caller = CallerContext(kind="system", orgnr=orgnr, agency_type=organisation.agency_type)
+            view, _ = await participant_service.register(
+                session,
+                keyring,
+                caller,
+                ParticipantCreate(
+                    national_id=synthetic_national_id(first_nine),
+                    name=name,
+                    source_system="broen dev seed",
+                    verification="verified",
+                ),
+            )
+            participants[name] = view.read.id
+    for name, role, assignee in DEMO_ASSIGNMENTS:
+        by_staff = assignee in staff
+        orgnr = staff[assignee].orgnr if by_staff else units[assignee].orgnr
+        organisation = organisations[orgnr]
+        assert organisation is not None
+        await assignments.assign(
+            session,
+            organisation,
+            participants[name],
+            AssignmentCreate.model_validate(
+                {
+                    "role": role,
+                    "staff_id": staff[assignee].id if by_staff else None,
+                    "unit_id": None if by_staff else units[assignee].id,
+                }
+            ),
+        )
+    for name, orgnr, programme in DEMO_PROGRAMMES:
+        organisation = organisations[orgnr]
+        assert organisation is not None
+        await assignments.add_programme(
+            session,
+            CallerContext(kind="system", orgnr=orgnr, agency_type=organisation.agency_type),
+            participants[name],
+            ProgrammeCreate(programme=programme, starts_on=date.today()),
+        )
+    return {
+        "units": {key: str(unit.id) for key, unit in units.items()},
+        "staff": {s.name: str(s.id) for s in staff.values()},
+        "participants": {name: str(pid) for name, pid in participants.items()},
+    }
 
 
 def seed_demo_world() -> dict[str, Any]:
@@ -141,12 +227,8 @@ def seed_demo_world() -> dict[str, Any]:
             )
         )
         clients.append({"client_id": client_id, "orgnr": orgnr, "private_key": str(path)})
-    participants = asyncio.run(_seed_participants())
-    return {
-        "organisations": len(DEMO_ORGANISATIONS),
-        "clients": clients,
-        "participants": participants,
-    }
+    people = in_directory(_seed_people)
+    return {"organisations": len(DEMO_ORGANISATIONS), "clients": clients, **people}
 
 
 @dev_app.command("seed")
