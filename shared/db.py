@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -28,6 +29,12 @@ def make_metadata() -> MetaData:
     return MetaData(naming_convention=NAMING_CONVENTION)
 
 
+# Whether the current unit of work may write; SQLite begins it accordingly. Requests with a
+# safe method (GET, HEAD, OPTIONS) only read; everything else (and the CLI) may write.
+sqlite_writes: ContextVar[bool] = ContextVar("sqlite_writes", default=True)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def make_engine(database_url: str, **overrides: Any) -> AsyncEngine:
     """One engine per process. SQLite gets WAL and a busy timeout so readers don't block writers."""
     if database_url.startswith("sqlite"):
@@ -40,6 +47,16 @@ def make_engine(database_url: str, **overrides: Any) -> AsyncEngine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
+            # pysqlite begins a transaction only before DML, never before a SAVEPOINT, so a
+            # request whose first write was in a savepoint had it committed on release.
+            # SQLAlchemy's recipe: the driver stays out of it and we say BEGIN ourselves.
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _sqlite_begin(connection: Any) -> None:
+            # A transaction that will write takes the write lock at once: a deferred one that
+            # read first could not upgrade while another writer committed (SQLITE_BUSY).
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if sqlite_writes.get() else "BEGIN")
 
         return engine
     # A fixed pool: overflow connections are closed on return, and under steady load that
@@ -62,6 +79,7 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One transaction per request. A response is only sent after the commit succeeded."""
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    sqlite_writes.set(request.method not in SAFE_METHODS)
     async with sessionmaker() as session:
         try:
             yield session

@@ -71,3 +71,26 @@ async def test_a_failed_commit_is_never_answered_with_a_2xx(
     assert response.headers["content-type"] == "application/problem+json"
     assert await count(app) == 0
     await app.state.engine.dispose()
+
+
+async def test_a_savepoint_does_not_commit_the_first_write_of_a_request(
+    database_url: Callable[[str], str],
+) -> None:
+    """pysqlite sends no BEGIN before a SAVEPOINT; releasing it committed the write, and the
+    request's later failure could not take it back."""
+    engine = make_engine(database_url("participant"))
+    sessionmaker = make_sessionmaker(engine)
+    insert = text(
+        "INSERT INTO organisations (orgnr, name, agency_type, created_at) "
+        "VALUES ('310123455', 'S', 'skole', CURRENT_TIMESTAMP)"
+    )
+
+    async with sessionmaker() as session:
+        async with session.begin_nested():
+            await session.execute(insert)
+        await session.rollback()
+
+    async with engine.connect() as connection:
+        count = (await connection.execute(text("SELECT count(*) FROM organisations"))).scalar()
+    await engine.dispose()
+    assert count == 0
