@@ -71,8 +71,11 @@ DEMO_CLIENTS = {
         "889640782",
         "participants:read participants:write events:write consents:read messages",
     ),
-    "demo-skole": ("310123455", "participants:read participants:write consents:read messages"),
-    "demo-ot": ("310123463", "participants:read participants:write messages"),
+    "demo-skole": (
+        "310123455",
+        "participants:read participants:write events:write consents:read messages",
+    ),
+    "demo-ot": ("310123463", "participants:read participants:write events:write messages"),
 }
 # The people who work with the participants: (key, orgnr, unit key, name, roles).
 DEMO_UNITS = {
@@ -229,6 +232,18 @@ def seed_demo_world() -> dict[str, Any]:
         clients.append({"client_id": client_id, "orgnr": orgnr, "private_key": str(path)})
     people = in_directory(_seed_people)
     return {"organisations": len(DEMO_ORGANISATIONS), "clients": clients, **people}
+
+
+def demo_staff_table() -> str:
+    """The staff in the directory, for `broen dev token --staff ID`."""
+
+    async def listed(session: AsyncSession) -> list[str]:
+        return [
+            f"  {staff.id}  {staff.name} ({', '.join(staff.roles)}), {unit.name}"
+            for staff, unit in await participant_store.list_staff(session)
+        ]
+
+    return "\n".join(in_directory(listed))
 
 
 @dev_app.command("seed")

@@ -19,14 +19,17 @@ from broen_cli.common import (
     require_dev_mode,
     settings_for,
 )
-from broen_cli.dev import dev_app, seed_demo_world
+from broen_cli.dev import demo_staff_table, dev_app, seed_demo_world
 from broen_cli.directory import org_app, staff_app, unit_app
 from shared.keys import init_keys_dir
 from shared.migrations import upgrade
 from shared.settings import ConfigurationError, DevModeRefused, ensure_dev_mode_is_safe
 
 app = typer.Typer(
-    help="Broen: consent-gated information sharing between agencies.", no_args_is_help=True
+    help="Broen: consent-gated information sharing between agencies.",
+    no_args_is_help=True,
+    # A traceback must never print local variables: they can hold personal data.
+    pretty_exceptions_show_locals=False,
 )
 admin_app = typer.Typer(help="Operator commands.", no_args_is_help=True)
 keys_app = typer.Typer(help="Key material.", no_args_is_help=True)
@@ -135,6 +138,8 @@ Try it in another terminal (the demo school is the API client demo-skole):
        -d '{"national_id": "01010750160", "name": "Demo Elev", "source_system": "curl"}'
   curl -s http://127.0.0.1:8000/api/v1/participants/ID -H "Authorization: Bearer $TOKEN"
 
+Acting as a person instead of a system: TOKEN=$(.venv/bin/broen dev token --staff STAFF_ID)
+{staff}
 Ctrl-C stops everything.
 """
 
@@ -154,7 +159,7 @@ def up() -> None:
 
     if asyncio.run(_database_is_empty()):
         seed_demo_world()
-    typer.echo(WALKTHROUGH)
+    typer.echo(WALKTHROUGH.replace("{staff}", demo_staff_table()))
     honcho = Path(sys.executable).parent / "honcho"
     # Replace this process with the supervisor, so Ctrl-C reaches it and its children directly.
     os.execv(str(honcho), [str(honcho), "start", "-f", str(ROOT / "Procfile"), "-d", os.getcwd()])  # noqa: S606

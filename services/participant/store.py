@@ -425,3 +425,11 @@ async def list_events(
         )
     statement = statement.order_by(Event.occurred_at, Event.id).limit(limit)
     return list((await session.scalars(statement)).all())
+
+
+async def list_staff(session: AsyncSession) -> list[tuple[Staff, Unit]]:
+    """Every staff member with their unit, by organisation and name."""
+    result = await session.execute(
+        select(Staff, Unit).join(Unit, Unit.id == Staff.unit_id).order_by(Staff.orgnr, Staff.name)
+    )
+    return [(staff, unit) for staff, unit in result.tuples()]
