@@ -138,30 +138,70 @@ def _wait_until_healthy(process: subprocess.Popen[bytes], log: Path) -> None:
         )
 
 
-def _walk_through_the_readme(workdir: Path, env: dict[str, str]) -> None:
-    """The README's walkthrough against the running system: token, register, read, lookup."""
-    token = subprocess.run(
-        [str(workdir / ".venv" / "bin" / "broen"), "dev", "token", "--client-id", "demo-skole"],
-        cwd=workdir, env={**env, "BROEN_ENV": "dev"}, capture_output=True, check=True, timeout=30,
-    ).stdout.decode().strip()
-    headers = {"Authorization": f"Bearer {token}"}
+def _walk_through_the_readme(workdir: Path, env: dict[str, str], printed: str) -> None:
+    """The README's walkthrough against the running system, step by step."""
+
+    def broen(*arguments: str) -> str:
+        return subprocess.run(
+            [str(workdir / ".venv" / "bin" / "broen"), *arguments],
+            cwd=workdir, env={**env, "BROEN_ENV": "dev"}, capture_output=True, check=True,
+            timeout=30,
+        ).stdout.decode().strip()
+
+    def bearer(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
     gateway = "http://127.0.0.1:8000/api/v1"
+    school = bearer(broen("dev", "token", "--client-id", "demo-skole"))
     registered = httpx.post(
         f"{gateway}/participants",
         json={"national_id": "01010750160", "name": "Demo Elev", "source_system": "curl"},
-        headers=headers, timeout=10.0,
+        headers=school, timeout=10.0,
     )
     assert registered.status_code == 201, registered.text
-    url = f"{gateway}/participants/{registered.json()['id']}"
-    read = httpx.get(url, headers=headers, timeout=10.0)
+    participant = f"{gateway}/participants/{registered.json()['id']}"
+    read = httpx.get(participant, headers=school, timeout=10.0)
     assert read.status_code == 200 and read.json()["name"] == "Demo Elev"
     found = httpx.post(
-        f"{gateway}/participants/lookup", json={"national_id": "01010750160"}, headers=headers,
+        f"{gateway}/participants/lookup", json={"national_id": "01010750160"}, headers=school,
         timeout=10.0,
     )
     assert found.json()["id"] == registered.json()["id"]
-    organisations = httpx.get(f"{gateway}/organisations", headers=headers, timeout=10.0)
+    organisations = httpx.get(f"{gateway}/organisations", headers=school, timeout=10.0)
     assert {"310123455", "889640782"} <= {o["orgnr"] for o in organisations.json()["items"]}
+
+    # 5-7: the teacher `make run` listed, assigned, acting for herself; an absence recorded.
+    teacher = next(line.split()[0] for line in printed.splitlines() if "Tone" in line)
+    assigned = httpx.post(
+        f"{participant}/assignments", json={"role": "kontaktlaerer", "staff_id": teacher},
+        headers=school, timeout=10.0,
+    )
+    assert assigned.status_code == 201, assigned.text
+    as_teacher = httpx.get(
+        participant, headers=bearer(broen("dev", "token", "--staff", teacher)), timeout=10.0
+    )
+    assert as_teacher.status_code == 200, as_teacher.text
+    writer = bearer(
+        broen(
+            "dev", "token", "--client-id", "demo-skole",
+            "--scope", "participants:read participants:write events:write",
+        )
+    )
+    absence = {
+        "type": "fravaer.registrert", "occurred_at": "2026-11-20T08:00:00+01:00",
+        "payload": {
+            "period_start": "2026-11-16", "period_end": "2026-11-20", "absence_percent": 12.5
+        },
+        "source_system": "curl",
+    }
+    for _ in range(2):  # the retry returns the first result
+        recorded = httpx.post(
+            f"{participant}/events", json=absence,
+            headers={**writer, "Idempotency-Key": "fravaer-uke-47"}, timeout=10.0,
+        )
+        assert recorded.status_code == 201, recorded.text
+    timeline = httpx.get(f"{participant}/timeline", headers=writer, timeout=10.0)
+    assert [e["type"] for e in timeline.json()["items"]] == ["fravaer.registrert"]
 
 
 @pytest.mark.slow
@@ -196,7 +236,7 @@ def test_make_run_starts_everything_and_ctrl_c_stops_everything(tmp_path: Path) 
         assert direct.status_code == 401, direct.text
         unauthenticated = httpx.get("http://127.0.0.1:8000/api/v1/organisations", timeout=5.0)
         assert unauthenticated.status_code == 401
-        _walk_through_the_readme(workdir, env)
+        _walk_through_the_readme(workdir, env, log.read_text())
 
         os.killpg(pgid, signal.SIGINT)  # what Ctrl-C in the terminal does
         try:
