@@ -4,7 +4,7 @@ resource's model, passed through the personvern hook, and only what it releases 
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel
@@ -38,6 +38,9 @@ from shared.internal_auth import CallerContext
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit
 from shared.problems import problem_responses
 from shared.vocabulary import Role
+
+# The pages of records organisations make about a participant; projected per record.
+Page = TypeVar("Page", AssignmentList, ProgrammeList, Timeline)
 
 Reader = Annotated[CallerContext, Depends(require_scope("participants:read"))]
 Writer = Annotated[CallerContext, Depends(require_scope("participants:write"))]
@@ -144,6 +147,34 @@ def _json(model: BaseModel, status_code: int = 200) -> Response:
     return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
 
 
+async def _write(
+    client: ParticipantClient,
+    model: type[BaseModel],
+    method: str,
+    path: str,
+    caller: CallerContext,
+    request: Request,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A write about a participant; the answer is the caller's own record."""
+    written, status = await client.fetch(
+        model, method, path, caller, content=await request.body(), headers=headers
+    )
+    return _json(written, status)
+
+
+async def _own_records(
+    client: ParticipantClient,
+    model: type[Page],
+    path: str,
+    caller: CallerContext,
+    **params: object,
+) -> Response:
+    """A page of records organisations made about a participant, projected per record."""
+    page, _ = await client.fetch(model, "GET", path, caller, params=_query(**params))
+    return _json(page.model_copy(update={"items": project_records(caller, page.items)}))
+
+
 @router.post(
     "/participants/{participant_id}/assignments",
     tags=["assignments"],
@@ -162,14 +193,14 @@ async def create_assignment(
 
     The previous assignment in that role from your organisation ends when this one starts.
     """
-    created, status = await client.fetch(
+    return await _write(
+        client,
         AssignmentRead,
         "POST",
         f"/api/v1/participants/{participant_id}/assignments",
         caller,
-        content=await request.body(),
+        request,
     )
-    return _json(created, status)
 
 
 @router.get(
@@ -188,14 +219,16 @@ async def list_assignments(
     cursor: Cursor = None,
 ) -> Response:
     """Assignments, current and past, oldest first: your organisation's own for now."""
-    page, _ = await client.fetch(
+    return await _own_records(
+        client,
         AssignmentList,
-        "GET",
         f"/api/v1/participants/{participant_id}/assignments",
         caller,
-        params=_query(role=role, at=at.isoformat() if at else None, limit=limit, cursor=cursor),
+        role=role,
+        at=at.isoformat() if at else None,
+        limit=limit,
+        cursor=cursor,
     )
-    return _json(page.model_copy(update={"items": project_records(caller, page.items)}))
 
 
 @router.post(
@@ -213,14 +246,14 @@ async def add_programme(
     client: ClientDep,
 ) -> Response:
     """Record the participant's place in one of your organisation's programmes."""
-    created, status = await client.fetch(
+    return await _write(
+        client,
         ProgrammeRead,
         "POST",
         f"/api/v1/participants/{participant_id}/programmes",
         caller,
-        content=await request.body(),
+        request,
     )
-    return _json(created, status)
 
 
 @router.get(
@@ -237,14 +270,14 @@ async def list_programmes(
     cursor: Cursor = None,
 ) -> Response:
     """Programme participation, oldest first: your organisation's own for now."""
-    page, _ = await client.fetch(
+    return await _own_records(
+        client,
         ProgrammeList,
-        "GET",
         f"/api/v1/participants/{participant_id}/programmes",
         caller,
-        params=_query(limit=limit, cursor=cursor),
+        limit=limit,
+        cursor=cursor,
     )
-    return _json(page.model_copy(update={"items": project_records(caller, page.items)}))
 
 
 @router.patch(
@@ -262,14 +295,14 @@ async def update_programme(
     client: ClientDep,
 ) -> Response:
     """Change the status or end date of your organisation's programme participation."""
-    updated, status = await client.fetch(
+    return await _write(
+        client,
         ProgrammeRead,
         "PATCH",
         f"/api/v1/participants/{participant_id}/programmes/{participation_id}",
         caller,
-        content=await request.body(),
+        request,
     )
-    return _json(updated, status)
 
 
 @router.post(
@@ -302,15 +335,15 @@ async def record_event(
     agency type, and the payload must hold the fields the type declares. Events are never
     changed: a correction is a new event whose `corrects` names the earlier one.
     """
-    created, status = await client.fetch(
+    return await _write(
+        client,
         EventRead,
         "POST",
         f"/api/v1/participants/{participant_id}/events",
         caller,
-        content=await request.body(),
-        headers={"Idempotency-Key": idempotency_key} if idempotency_key is not None else None,
+        request,
+        {"Idempotency-Key": idempotency_key} if idempotency_key is not None else None,
     )
-    return _json(created, status)
 
 
 @router.get(
@@ -327,14 +360,14 @@ async def read_timeline(
     cursor: Cursor = None,
 ) -> Response:
     """The participant's events in the order they happened: your organisation's own for now."""
-    page, _ = await client.fetch(
+    return await _own_records(
+        client,
         Timeline,
-        "GET",
         f"/api/v1/participants/{participant_id}/timeline",
         caller,
-        params=_query(limit=limit, cursor=cursor),
+        limit=limit,
+        cursor=cursor,
     )
-    return _json(page.model_copy(update={"items": project_records(caller, page.items)}))
 
 
 @router.get("/event-types", tags=["timeline"], response_model=EventCatalogue)
