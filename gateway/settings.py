@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic_settings import SettingsConfigDict
 
+from gateway.policy.document import SHIPPED_POLICY
 from shared.settings import ComponentSettings
 
 
@@ -18,3 +21,5 @@ class GatewaySettings(ComponentSettings):
     messaging_url: str = "http://127.0.0.1:8003"
     upstream_timeout_seconds: float = 5.0
     upstream_connect_timeout_seconds: float = 1.0
+    # The personvern policy document; a deployment may point at its own.
+    policy_path: Path = SHIPPED_POLICY
