@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, String
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.db import make_metadata
+from shared.db import UtcDateTime, make_metadata
 from shared.outbox import OutboxMixin
 
 
@@ -44,3 +44,39 @@ class UsedAssertion(Base):
     client_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     jti: Mapped[str] = mapped_column(String(200), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+# INTEGER PRIMARY KEY on SQLite: the sequence number is the rowid, so keyset scans need no index.
+AuditSeq = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class AuditEntry(Base):
+    """One entry of the audit chain (gateway/audit.py documents the format and the hash).
+
+    `participant_id` and `caller_orgnr` are columns because innsyn searches by them; they
+    are part of the hashed entry, so editing one breaks the chain like editing `content`.
+    """
+
+    __tablename__ = "audit_entry"
+
+    seq: Mapped[int] = mapped_column(AuditSeq, primary_key=True, autoincrement=False)
+    participant_id: Mapped[str] = mapped_column(String(36), index=True)
+    caller_orgnr: Mapped[str | None] = mapped_column(String(9), index=True)
+    # The canonical JSON of the rest of the entry, exactly the bytes that were hashed.
+    content: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditSignedHead(Base):
+    """A head of the audit chain (sequence number and hash) signed with the audit key."""
+
+    __tablename__ = "audit_signed_head"
+
+    id: Mapped[int] = mapped_column(AuditSeq, primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(BigInteger, index=True)
+    hash: Mapped[str] = mapped_column(String(64))
+    signed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    kid: Mapped[str] = mapped_column(String(100))
+    # Compact JWS whose payload holds seq, hash and time: the columns are only a copy.
+    jws: Mapped[str] = mapped_column(Text)

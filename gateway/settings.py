@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from gateway.policy.document import SHIPPED_POLICY
@@ -21,5 +22,8 @@ class GatewaySettings(ComponentSettings):
     messaging_url: str = "http://127.0.0.1:8003"
     upstream_timeout_seconds: float = 5.0
     upstream_connect_timeout_seconds: float = 1.0
+    # The latest signed audit head is exported here, outside the database (gateway/audit.py).
+    audit_head_file: Path = Path("var/audit-head.json")
+    audit_head_interval_seconds: float = Field(60.0, gt=0)
     # The personvern policy document; a deployment may point at its own.
     policy_path: Path = SHIPPED_POLICY

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import Row, delete, insert, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from gateway.models import OAuthClient, UsedAssertion
+from gateway.models import AuditEntry, AuditSignedHead, OAuthClient, UsedAssertion
 
 
 async def get_client(session: AsyncSession, *, client_id: str) -> OAuthClient | None:
@@ -77,3 +77,84 @@ async def prune_used_jtis(session: AsyncSession, *, now: datetime, limit: int = 
     )
     result = await session.execute(statement)
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# pg_advisory_xact_lock key of the audit chain: the first 8 bytes of SHA-256("broen.audit.chain").
+AUDIT_CHAIN_LOCK = 0x524F44DD7D929AD7
+
+
+async def lock_audit_chain(session: AsyncSession) -> None:
+    """Serialise appends to the chain across replicas until this transaction ends.
+
+    PostgreSQL: a transaction-level advisory lock. SQLite: the write transaction is already
+    exclusive (BEGIN IMMEDIATE, shared/db.py). Either way the primary key on the sequence
+    number refuses a fork should a writer get here without the lock.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_CHAIN_LOCK})
+
+
+async def audit_chain_head(session: AsyncSession) -> tuple[int, str] | None:
+    """The last entry's sequence number and hash, or None for an empty chain."""
+    row = (
+        await session.execute(
+            select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
+        )
+    ).first()
+    return (int(row[0]), str(row[1])) if row else None
+
+
+async def insert_audit_entries(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert prepared entries (one executemany); the caller holds the chain lock."""
+    await session.execute(insert(AuditEntry), list(rows))
+
+
+async def add_signed_head(
+    session: AsyncSession, *, seq: int, hash: str, signed_at: datetime, kid: str, jws: str
+) -> AuditSignedHead:
+    head = AuditSignedHead(seq=seq, hash=hash, signed_at=signed_at, kid=kid, jws=jws)
+    session.add(head)
+    await session.flush()
+    return head
+
+
+async def latest_signed_head(session: AsyncSession) -> AuditSignedHead | None:
+    return (
+        await session.execute(select(AuditSignedHead).order_by(AuditSignedHead.id.desc()).limit(1))
+    ).scalar_one_or_none()
+
+
+async def audit_entries_after(
+    connection: AsyncConnection, *, after: int, limit: int
+) -> Sequence[Row[int, str, str | None, str, str, str]]:
+    """One keyset page of the chain in order, as plain tuples (verification reads millions)."""
+    result = await connection.execute(
+        select(
+            AuditEntry.seq,
+            AuditEntry.participant_id,
+            AuditEntry.caller_orgnr,
+            AuditEntry.content,
+            AuditEntry.prev_hash,
+            AuditEntry.hash,
+        )
+        .where(AuditEntry.seq > after)
+        .order_by(AuditEntry.seq)
+        .limit(limit)
+    )
+    return result.all()
+
+
+async def all_signed_heads(
+    connection: AsyncConnection,
+) -> Sequence[Row[int, int, str, datetime, str, str]]:
+    result = await connection.execute(
+        select(
+            AuditSignedHead.id,
+            AuditSignedHead.seq,
+            AuditSignedHead.hash,
+            AuditSignedHead.signed_at,
+            AuditSignedHead.kid,
+            AuditSignedHead.jws,
+        ).order_by(AuditSignedHead.id)
+    )
+    return result.all()

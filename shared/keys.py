@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,10 @@ from joserfc.jwk import KeySet, OKPKey
 from shared.settings import ConfigurationError
 
 INTERNAL_JWKS = "internal-jwks.json"
+# The gateway's audit-head signing keys: a JWKS of private Ed25519 keys, the last one signs,
+# every one verifies. Each key carries its validity ("not_before", and "not_after" once it is
+# retired), so heads signed before a rotation still verify against the published keys.
+AUDIT_SIGNING_JWKS = "audit-signing.jwks.json"
 COMPONENTS = ("gateway", "participant", "consent", "messaging")
 
 
@@ -103,4 +108,15 @@ def init_keys_dir(keys_dir: Path) -> list[str]:
     if not token_path.exists():
         write_secret_json(token_path, {"keys": [new_signing_key("tok").as_dict(private=True)]})
         written.append(token_path.name)
+    audit_path = keys_dir / AUDIT_SIGNING_JWKS
+    if not audit_path.exists():
+        write_secret_json(audit_path, {"keys": [new_audit_signing_key(datetime.now(UTC))]})
+        written.append(audit_path.name)
     return written
+
+
+def new_audit_signing_key(not_before: datetime) -> dict[str, Any]:
+    """A private audit-head signing key (JWK) valid from `not_before` on."""
+    key = new_signing_key("audit").as_dict(private=True)
+    stamp = not_before.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return {**key, "alg": "Ed25519", "not_before": stamp}
