@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from broen_cli.audit import audit_app
 from broen_cli.common import (
     MIGRATIONS,
     ROOT,
@@ -35,6 +36,7 @@ admin_app = typer.Typer(help="Operator commands.", no_args_is_help=True)
 keys_app = typer.Typer(help="Key material.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
 app.add_typer(dev_app, name="dev")
+app.add_typer(audit_app, name="audit")
 admin_app.add_typer(org_app, name="org")
 admin_app.add_typer(unit_app, name="unit")
 admin_app.add_typer(staff_app, name="staff")

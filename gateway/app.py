@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
+from gateway.audit_routes import router as audit_router
 from gateway.clients import ParticipantClient, Upstream
 from gateway.oauth import AuthRuntime
 from gateway.oauth import router as oauth_router
@@ -64,4 +65,5 @@ def create_app(
     install_common(app)
     app.include_router(oauth_router)
     app.include_router(participants_router)
+    app.include_router(audit_router)
     return app
