@@ -17,8 +17,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/pytest
 
+# Figures, not asserts: gateway vs direct reads, the policy decision, audit verification.
 bench: $(STAMP)
 	$(VENV)/bin/python bench/run.py
+	$(VENV)/bin/python bench/policy.py
+	$(VENV)/bin/python bench/audit_verify.py
 
 # ruff and mypy --strict, as STYLE.md asks; CI runs it before the tests.
 lint: $(STAMP)
