@@ -10,7 +10,6 @@ problem.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from pydantic import (
 )
 
 from services.participant.schemas import AssignmentRead, ParticipantRead, ProgrammeRead
-from shared.settings import ConfigurationError
+from shared.documents import invalid, read_toml
 from shared.vocabulary import AGENCY_TYPES, CATEGORIES, AgencyType, Category, Role
 
 SHIPPED_POLICY = Path(__file__).with_name("default.toml")
@@ -338,31 +337,10 @@ def parse_policy(raw: Mapping[str, Any], source: str = "(in memory)") -> Policy:
     try:
         return Policy(PolicyDocument.model_validate(raw), source)
     except ValidationError as error:
-        problems = "; ".join(_describe(e) for e in error.errors())
-        raise ConfigurationError(
-            f"the personvern policy {source} is not valid: {problems}"
-        ) from None
+        raise invalid("the personvern policy", source, error) from None
 
 
 def load_policy(path: Path = SHIPPED_POLICY) -> Policy:
     """The policy at `path`, or a ConfigurationError naming the file, the place and the problem."""
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise ConfigurationError(
-            f"cannot read the personvern policy {path}: {error.strerror or error}"
-        ) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise ConfigurationError(
-            f"the personvern policy {path} is not valid TOML: {error}"
-        ) from None
+    raw = read_toml(path, "the personvern policy")
     return parse_policy(raw, str(path))
-
-
-def _describe(error: Any) -> str:
-    # A policy holds no personal data, so naming the offending value helps its author.
-    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    value = error.get("input")
-    got = f" (got {value!r})" if isinstance(value, str | int | float | bool) else ""
-    return f"{where}: {message}{got}"

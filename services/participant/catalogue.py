@@ -9,7 +9,6 @@ It is checked when the app is built; one that does not validate stops the start.
 from __future__ import annotations
 
 import json
-import tomllib
 import uuid
 from collections.abc import Mapping
 from datetime import date
@@ -29,8 +28,8 @@ from pydantic import (
 )
 
 from services.participant.schemas import EventTypeName
+from shared.documents import invalid, read_toml
 from shared.problems import ValidationProblem, validation_errors
-from shared.settings import ConfigurationError
 from shared.vocabulary import AgencyType, Category
 
 SHIPPED_CATALOGUE = Path(__file__).with_name("event_catalogue.toml")
@@ -212,25 +211,8 @@ class EventCatalogue(BaseModel):
 
 def load_catalogue(path: Path) -> EventCatalogue:
     """The catalogue at `path`, or a ConfigurationError that says what is wrong with it."""
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise ConfigurationError(
-            f"cannot read the event catalogue {path}: {error.strerror or error}"
-        ) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise ConfigurationError(f"the event catalogue {path} is not valid TOML: {error}") from None
+    raw = read_toml(path, "the event catalogue")
     try:
         return EventCatalogue.model_validate(raw)
     except ValidationError as error:
-        problems = "; ".join(_describe(e) for e in error.errors())
-        raise ConfigurationError(f"the event catalogue {path} is not valid: {problems}") from None
-
-
-def _describe(error: Any) -> str:
-    # A catalogue holds no personal data, so naming the offending value helps its author.
-    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    value = error.get("input")
-    got = f" (got {value!r})" if isinstance(value, str | int | float | bool) else ""
-    return f"{where}: {message}{got}"
+        raise invalid("the event catalogue", str(path), error) from None
