@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Response
 from pydantic import AwareDatetime
@@ -129,10 +129,12 @@ def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
         raise ValidationProblem("The cursor is not one this API gave out.") from None
 
 
-def _next_cursor(items: Sequence[AssignmentRead | ProgrammeRead], limit: int) -> str | None:
+def _next_cursor(items: Sequence[Any], limit: int, moment: str = "recorded_at") -> str | None:
+    """Where the next page starts: the last item's (moment, id), or None at the end."""
     if len(items) < limit:
         return None
-    return encode_cursor(items[-1].recorded_at.isoformat(), str(items[-1].id))
+    last = items[-1]
+    return encode_cursor(getattr(last, moment).isoformat(), str(last.id))
 
 
 IdempotencyKey = Annotated[
@@ -206,11 +208,7 @@ async def read_timeline(
     items = await timeline.timeline(
         session, keyring, caller, participant_id, after=_after(cursor), limit=limit
     )
-    last = items[-1] if len(items) == limit else None
-    return Timeline(
-        items=items,
-        next_cursor=encode_cursor(last.occurred_at.isoformat(), str(last.id)) if last else None,
-    )
+    return Timeline(items=items, next_cursor=_next_cursor(items, limit, moment="occurred_at"))
 
 
 @router.post("/{participant_id}/programmes", status_code=201)

@@ -22,6 +22,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.sql.elements import ColumnElement
 
 from services.participant.models import (
     Assignment,
@@ -281,6 +283,15 @@ async def get_staff(session: AsyncSession, staff_id: uuid.UUID) -> Staff | None:
     return await session.get(Staff, staff_id)
 
 
+def _after_key(
+    moment: InstrumentedAttribute[datetime],
+    row_id: InstrumentedAttribute[uuid.UUID],
+    after: tuple[datetime, uuid.UUID],
+) -> ColumnElement[bool]:
+    """Keyset pagination: the rows after the cursor's (moment, id) in (moment, id) order."""
+    return or_(moment > after[0], and_(moment == after[0], row_id > after[1]))
+
+
 async def open_assignment(
     session: AsyncSession, *, participant_id: uuid.UUID, orgnr: str, role: str
 ) -> Assignment | None:
@@ -327,12 +338,7 @@ async def list_assignments(
             or_(Assignment.valid_to.is_(None), Assignment.valid_to > at),
         )
     if after is not None:
-        statement = statement.where(
-            or_(
-                Assignment.recorded_at > after[0],
-                and_(Assignment.recorded_at == after[0], Assignment.id > after[1]),
-            )
-        )
+        statement = statement.where(_after_key(Assignment.recorded_at, Assignment.id, after))
     statement = statement.order_by(Assignment.recorded_at, Assignment.id).limit(limit)
     return list((await session.scalars(statement)).all())
 
@@ -363,13 +369,7 @@ async def list_programmes(
         statement = statement.where(ProgrammeParticipation.orgnr == orgnr)
     if after is not None:
         statement = statement.where(
-            or_(
-                ProgrammeParticipation.recorded_at > after[0],
-                and_(
-                    ProgrammeParticipation.recorded_at == after[0],
-                    ProgrammeParticipation.id > after[1],
-                ),
-            )
+            _after_key(ProgrammeParticipation.recorded_at, ProgrammeParticipation.id, after)
         )
     statement = statement.order_by(
         ProgrammeParticipation.recorded_at, ProgrammeParticipation.id
@@ -417,12 +417,7 @@ async def list_events(
     """The timeline in the order things happened: by occurred_at, then id."""
     statement = select(Event).where(Event.participant_id == participant_id)
     if after is not None:
-        statement = statement.where(
-            or_(
-                Event.occurred_at > after[0],
-                and_(Event.occurred_at == after[0], Event.id > after[1]),
-            )
-        )
+        statement = statement.where(_after_key(Event.occurred_at, Event.id, after))
     statement = statement.order_by(Event.occurred_at, Event.id).limit(limit)
     return list((await session.scalars(statement)).all())
 
