@@ -17,7 +17,6 @@ from services.participant.errors import (
 from services.participant.models import (
     Assignment,
     Organisation,
-    OutboxEvent,
     ProgrammeParticipation,
 )
 from services.participant.schemas import (
@@ -28,14 +27,12 @@ from services.participant.schemas import (
     ProgrammeUpdate,
 )
 from services.participant.service import (
-    EVENT_SOURCE,
     caller_organisation,
     now_utc,
+    participant_event,
     registered_participant,
 )
-from shared.events import make_event
 from shared.internal_auth import CallerContext
-from shared.outbox import record_event
 from shared.problems import ValidationProblem
 
 
@@ -78,24 +75,20 @@ async def assign(
     )
     if not await store.add_assignment(session, assignment):
         raise AssignmentConflict()
-    await record_event(
+    await participant_event(
         session,
-        OutboxEvent,
-        make_event(
-            EVENT_SOURCE,
-            "assignment.started",
-            subject=str(participant_id),
-            data={
-                "participant_id": str(participant_id),
-                "assignment_id": str(assignment.id),
-                "orgnr": organisation.orgnr,
-                "role": data.role,
-                "unit_id": str(unit_id),
-                "staff_id": str(data.staff_id) if data.staff_id else None,
-                "ended_assignment_id": str(previous.id) if previous else None,
-                "valid_from": starts.isoformat(),
-            },
-        ),
+        "assignment.started",
+        participant_id,
+        {
+            "participant_id": str(participant_id),
+            "assignment_id": str(assignment.id),
+            "orgnr": organisation.orgnr,
+            "role": data.role,
+            "unit_id": str(unit_id),
+            "staff_id": str(data.staff_id) if data.staff_id else None,
+            "ended_assignment_id": str(previous.id) if previous else None,
+            "valid_from": starts.isoformat(),
+        },
     )
     return AssignmentRead.model_validate(assignment, from_attributes=True)
 
@@ -213,19 +206,15 @@ async def list_programmes(
 async def _programme_event(
     session: AsyncSession, type: str, participation: ProgrammeParticipation
 ) -> None:
-    await record_event(
+    await participant_event(
         session,
-        OutboxEvent,
-        make_event(
-            EVENT_SOURCE,
-            type,
-            subject=str(participation.participant_id),
-            data={
-                "participant_id": str(participation.participant_id),
-                "participation_id": str(participation.id),
-                "orgnr": participation.orgnr,
-                "programme": participation.programme,
-                "status": participation.status,
-            },
-        ),
+        type,
+        participation.participant_id,
+        {
+            "participant_id": str(participation.participant_id),
+            "participation_id": str(participation.id),
+            "orgnr": participation.orgnr,
+            "programme": participation.programme,
+            "status": participation.status,
+        },
     )

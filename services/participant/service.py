@@ -44,6 +44,18 @@ class ParticipantView:
     relationships: frozenset[str]
 
 
+async def participant_event(
+    session: AsyncSession, type: str, participant_id: uuid.UUID, data: dict[str, Any]
+) -> None:
+    """Record a domain event about a participant in the current transaction (the outbox).
+    `data` holds ids and codes only: never a national id, a name or free text."""
+    await record_event(
+        session,
+        OutboxEvent,
+        make_event(EVENT_SOURCE, type, subject=str(participant_id), data=data),
+    )
+
+
 def now_utc() -> datetime:
     return datetime.now(UTC)
 
@@ -121,15 +133,11 @@ async def register(
         await store.bump_version(
             session, participant_id=participant_id, expected_version=None, now=now
         )
-        await record_event(
+        await participant_event(
             session,
-            OutboxEvent,
-            make_event(
-                EVENT_SOURCE,
-                "participant.registered",
-                subject=str(participant_id),
-                data={"participant_id": str(participant_id), "orgnr": organisation.orgnr},
-            ),
+            "participant.registered",
+            participant_id,
+            {"participant_id": str(participant_id), "orgnr": organisation.orgnr},
         )
     return await view(session, keyring, caller, participant_id), newly_registered
 
@@ -186,15 +194,11 @@ async def update(
         data.verification,
         now,
     )
-    await record_event(
+    await participant_event(
         session,
-        OutboxEvent,
-        make_event(
-            EVENT_SOURCE,
-            "participant.updated",
-            subject=str(participant_id),
-            data={"participant_id": str(participant_id), "fields": sorted(changed)},
-        ),
+        "participant.updated",
+        participant_id,
+        {"participant_id": str(participant_id), "fields": sorted(changed)},
     )
     return await view(session, keyring, caller, participant_id)
 

@@ -25,19 +25,17 @@ from services.participant.errors import (
     IdempotencyKeyReused,
     UnknownEventType,
 )
-from services.participant.models import Event, Organisation, OutboxEvent
+from services.participant.models import Event, Organisation
 from services.participant.schemas import AssignmentCreate, EventCreate, EventRead, EventSource
 from services.participant.service import (
-    EVENT_SOURCE,
     caller_organisation,
     now_utc,
     open_data_key,
+    participant_event,
     registered_participant,
 )
 from shared.crypto import Keyring, associated_data, open_sealed, seal
-from shared.events import make_event
 from shared.internal_auth import CallerContext
-from shared.outbox import record_event
 from shared.problems import ValidationProblem, validation_errors
 
 # What an event type does besides being recorded, in the same transaction: if the action
@@ -108,20 +106,16 @@ async def record(
     effect = EFFECTS.get(event.type)
     if effect is not None:
         await effect(session, organisation, event, values)
-    await record_event(
+    await participant_event(
         session,
-        OutboxEvent,
-        make_event(
-            EVENT_SOURCE,
-            "timeline.event_recorded",
-            subject=str(participant_id),
-            data={
-                "participant_id": str(participant_id),
-                "event_id": str(event_id),
-                "type": event.type,
-                "source_orgnr": organisation.orgnr,
-            },
-        ),
+        "timeline.event_recorded",
+        participant_id,
+        {
+            "participant_id": str(participant_id),
+            "event_id": str(event_id),
+            "type": event.type,
+            "source_orgnr": organisation.orgnr,
+        },
     )
     return _read(event, json.loads(payload))
 
