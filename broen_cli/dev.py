@@ -39,7 +39,6 @@ from services.participant.schemas import (
     UnitCreate,
 )
 from shared.crypto import Keyring
-from shared.db import make_engine, make_sessionmaker
 from shared.internal_auth import CallerContext
 from shared.keys import write_secret_json
 from shared.settings import ConfigurationError, ensure_dev_mode_is_safe
@@ -126,13 +125,11 @@ def demo_key_path(client_id: str) -> Path:
     return DEMO_DIR / f"{client_id}.private.jwk.json"
 
 
-async def _database_is_empty() -> bool:
-    engine = make_engine(settings_for("participant").database_url)
-    try:
-        async with make_sessionmaker(engine)() as session:
-            return not await participant_store.list_organisations(session)
-    finally:
-        await engine.dispose()
+def database_is_empty() -> bool:
+    async def no_organisations(session: AsyncSession) -> bool:
+        return not await participant_store.list_organisations(session)
+
+    return in_directory(no_organisations)
 
 
 async def _seed_people(session: AsyncSession) -> dict[str, Any]:
@@ -250,7 +247,7 @@ def demo_staff_table() -> str:
 def seed(as_json: bool = JsonOption) -> None:
     """Seed the demo world if the databases are empty."""
     require_dev_mode()
-    if not asyncio.run(_database_is_empty()):
+    if not database_is_empty():
         emit(as_json, {"seeded": False}, "the databases already hold data; nothing seeded")
         return
     result = seed_demo_world()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ from broen_cli.common import (
     require_dev_mode,
     settings_for,
 )
-from broen_cli.dev import demo_staff_table, dev_app, seed_demo_world
+from broen_cli.dev import database_is_empty, demo_staff_table, dev_app, seed_demo_world
 from broen_cli.directory import org_app, staff_app, unit_app
 from shared.keys import init_keys_dir
 from shared.migrations import upgrade
@@ -157,9 +156,7 @@ def up() -> None:
             fail(f"{component}: {refusal}")
     init_keys_dir(Path(os.environ.get("BROEN_KEYS_DIR", "var/keys")))
     _migrate_all()
-    from broen_cli.dev import _database_is_empty
-
-    if asyncio.run(_database_is_empty()):
+    if database_is_empty():
         seed_demo_world()
     typer.echo(WALKTHROUGH.replace("{staff}", demo_staff_table()))
     honcho = Path(sys.executable).parent / "honcho"

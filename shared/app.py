@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -59,7 +60,7 @@ class RequestLogMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _header(scope, REQUEST_ID_HEADER_BYTES) or str(uuid.uuid4())
+        request_id = _caller_request_id(scope) or str(uuid.uuid4())
         scope.setdefault("state", {})["request_id"] = request_id
         current_request_id.set(request_id)
         started = time.perf_counter()
@@ -92,11 +93,16 @@ class RequestLogMiddleware:
                 )
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+# A caller's own request id is kept only if it looks like an id: it is logged and sent on,
+# so free text (which could be personal data) is replaced by one of ours.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
+
+
+def _caller_request_id(scope: Scope) -> str | None:
     for key, value in scope["headers"]:
-        if key == name:
-            decoded: str = value.decode("latin-1")[:100]
-            return decoded
+        if key == REQUEST_ID_HEADER_BYTES:
+            given: str = value.decode("latin-1")
+            return given if _REQUEST_ID.fullmatch(given) else None
     return None
 
 

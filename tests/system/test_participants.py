@@ -318,3 +318,15 @@ async def test_the_request_id_follows_the_request_to_the_service(stack: Stack) -
 
     assert response.headers["Broen-Request-Id"] == "trace-me-1"
     assert seen == ["trace-me-1"]
+
+
+async def test_a_request_id_that_is_not_an_id_is_replaced_not_passed_on(stack: Stack) -> None:
+    skole = await stack.add_organisation(SKOLE, "skole")
+
+    response = await stack.http.get(
+        "/api/v1/organisations",
+        headers={**(await stack.as_org(skole)), "Broen-Request-Id": "Kari Nordmann 15080551212"},
+    )
+
+    assert response.status_code == 200
+    assert "Kari" not in response.headers["Broen-Request-Id"]
