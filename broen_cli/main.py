@@ -135,11 +135,18 @@ Try it in another terminal (the demo school is the API client demo-skole):
 
   TOKEN=$(.venv/bin/broen dev token --client-id demo-skole)
   curl -s http://127.0.0.1:8000/api/v1/participants -H "Authorization: Bearer $TOKEN" \\
-       -H 'Content-Type: application/json' \\
+       -H 'Broen-Purpose: inntak' -H 'Content-Type: application/json' \\
        -d '{"national_id": "01010750160", "name": "Demo Elev", "source_system": "curl"}'
-  curl -s http://127.0.0.1:8000/api/v1/participants/ID -H "Authorization: Bearer $TOKEN"
+  curl -s http://127.0.0.1:8000/api/v1/participants/ID/assignments \\
+       -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
+       -d '{"role": "kontaktlaerer", "staff_id": "STAFF_ID"}'
+  curl -s http://127.0.0.1:8000/api/v1/participants/ID -H "Authorization: Bearer $TOKEN" \\
+       -H 'Broen-Purpose: oppfolging'
 
+Reading needs a relationship (an assignment or programme place) and a declared purpose.
 Acting as a person instead of a system: TOKEN=$(.venv/bin/broen dev token --staff STAFF_ID)
+What was read about a participant: TOKEN=$(.venv/bin/broen dev token --citizen ID), then
+  curl -s http://127.0.0.1:8000/api/v1/me/access-log -H "Authorization: Bearer $TOKEN"
 {staff}
 Ctrl-C stops everything.
 """

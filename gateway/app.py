@@ -8,11 +8,15 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
+from gateway.audit import AuditKeys, AuditWriter, HeadSigner
 from gateway.audit_routes import router as audit_router
 from gateway.clients import ParticipantClient, Upstream
+from gateway.innsyn import router as innsyn_router
 from gateway.oauth import AuthRuntime
 from gateway.oauth import router as oauth_router
 from gateway.participants import router as participants_router
+from gateway.personvern import Personvern
+from gateway.policy import ConsentSource, GivenGrants, load_policy
 from gateway.settings import GatewaySettings
 from shared.app import install_common
 from shared.db import make_engine, make_sessionmaker
@@ -27,13 +31,19 @@ def create_app(
     settings: GatewaySettings,
     *,
     upstream_transports: dict[str, httpx.AsyncBaseTransport] | None = None,
+    consents: ConsentSource | None = None,
 ) -> FastAPI:
-    """`upstream_transports` lets tests put the services in-process behind the gateway."""
+    """`upstream_transports` lets tests put the services in-process behind the gateway;
+    `consents` is where decisions read consents and legal bases (none are given until the
+    consent service is wired in)."""
     ensure_dev_mode_is_safe(settings)
     transports = upstream_transports or {}
-    # Keys load now: a missing key stops the start with a message naming the file.
+    # Keys and the policy load now: a missing key or an invalid policy stops the start
+    # with a message naming the file.
     auth = AuthRuntime.load(settings)
     signer = InternalTokenSigner(COMPONENT, load_internal_signing_key(settings.keys_dir, COMPONENT))
+    policy = load_policy(settings.policy_path)
+    audit_keys = AuditKeys.load(settings.keys_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -41,6 +51,15 @@ def create_app(
         app.state.engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
         app.state.sessionmaker = make_sessionmaker(app.state.engine)
         app.state.auth = auth
+        app.state.audit_keys = audit_keys
+        audit_writer = AuditWriter(app.state.sessionmaker)
+        head_signer = HeadSigner(
+            app.state.sessionmaker,
+            audit_keys,
+            settings.audit_head_file,
+            interval_seconds=settings.audit_head_interval_seconds,
+        )
+        app.state.personvern = Personvern(policy, consents or GivenGrants(), audit_writer)
         participant = Upstream(
             "participant",
             settings.participant_url,
@@ -49,10 +68,15 @@ def create_app(
             transport=transports.get("participant"),
         )
         app.state.participant_client = ParticipantClient(participant)
+        await audit_writer.start()
+        await head_signer.start()
         try:
             yield
         finally:
             await participant.aclose()
+            # Queued entries are written, then the last head signed and exported.
+            await audit_writer.aclose()
+            await head_signer.aclose()
             await app.state.engine.dispose()
 
     app = FastAPI(
@@ -66,4 +90,5 @@ def create_app(
     app.include_router(oauth_router)
     app.include_router(participants_router)
     app.include_router(audit_router)
+    app.include_router(innsyn_router)
     return app

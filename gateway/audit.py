@@ -20,9 +20,12 @@ An entry is a JSON object with these members:
         caller          {kind, agency_type, unit_id, staff_id, client_id, roles}
                         (kind: system, staff or citizen; absent values are null)
         purpose         the purpose the caller declared
-        released        [{field, basis, rule}]: basis "consent:<consent id>" or
-                        "legal:<reference>"; rule: the policy rule that decided
-        withheld        [{field, reason, rule}]: the precise reason
+        released        [{field, basis, rule, owner}]: field "<resource>.<field>";
+                        basis "consent:<consent id>", "legal:<reference>" or
+                        "own_organisation"; rule: the policy rule that decided; owner:
+                        the organisation number of the organisation holding the value
+        withheld        [{field, reason, rule}]: the precise reason (fields of a `never`
+                        category are not named)
         policy_version  the version of the policy that decided
         request_id      the request's id
 
@@ -155,9 +158,12 @@ class ReleasedField(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     field: Token
-    # "consent:<consent id>" or "legal:<reference>"
+    # "consent:<consent id>", "legal:<reference>" or "own_organisation"
     basis: Token
     rule: Token | None = None
+    # The organisation whose value was released: an auditor of that organisation finds
+    # the entry among its disclosures.
+    owner: Orgnr | None = None
 
 
 class WithheldField(BaseModel):
@@ -221,11 +227,17 @@ class PreparedEntry:
     participant_id: str
     caller_orgnr: str | None
     content: str
+    # Organisations whose values crossed to the caller's organisation in this decision.
+    disclosed_by: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, record: AuditRecord) -> PreparedEntry:
+        owners = {f.owner for f in record.released if f.owner and f.owner != record.caller.orgnr}
         return cls(
-            str(record.participant_id), record.caller.orgnr, canonical_json(record.content())
+            str(record.participant_id),
+            record.caller.orgnr,
+            canonical_json(record.content()),
+            tuple(sorted(owners)),
         )
 
 
@@ -262,6 +274,7 @@ async def append(
     await store.lock_audit_chain(session)
     seq, prev = await store.audit_chain_head(session) or (0, GENESIS_HASH)
     rows: list[dict[str, Any]] = []
+    disclosures: list[dict[str, Any]] = []
     appended: list[AppendedEntry] = []
     for entry in prepared:
         seq += 1
@@ -282,9 +295,10 @@ async def append(
                 "hash": digest,
             }
         )
+        disclosures.extend({"orgnr": orgnr, "seq": seq} for orgnr in entry.disclosed_by)
         appended.append(AppendedEntry(seq, digest))
         prev = digest
-    await store.insert_audit_entries(session, rows)
+    await store.insert_audit_entries(session, rows, disclosures)
     return appended
 
 
@@ -631,6 +645,7 @@ class HeadSigner:
         self.head_file = head_file
         self.interval_seconds = interval_seconds
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     async def sign_now(self, *, only_if_grown: bool = False) -> SignedHead:
         token = sqlite_writes.set(True)
@@ -651,14 +666,17 @@ class HeadSigner:
 
     async def start(self) -> None:
         if self._task is None:
+            self._stopping.clear()
             self._task = asyncio.create_task(self._run(), name="audit-head-signer")
 
     async def aclose(self) -> None:
-        """Stop, and sign and export a last head so the file names the final state."""
+        """Stop, and sign and export a last head so the file names the final state.
+
+        The loop is asked to stop, not cancelled: a signing under way finishes its
+        transaction rather than having its database connection cut mid-statement."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stopping.set()
+            await self._task
             self._task = None
         try:
             await self.sign_now(only_if_grown=True)
@@ -666,12 +684,13 @@ class HeadSigner:
             log.error("signing the audit head at shutdown failed: %s", type(error).__name__)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self.sign_now(only_if_grown=True)
             except Exception as error:
                 log.error("signing the audit head failed: %s", type(error).__name__)
-            await asyncio.sleep(self.interval_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.interval_seconds)
 
 
 # ------------------------------------------------------------------------------ verify

@@ -9,7 +9,6 @@ from pydantic import BaseModel
 
 from gateway import audit
 from gateway.deps import require_scope
-from gateway.settings import GatewaySettings
 from shared.db import SessionDep
 from shared.internal_auth import CallerContext
 from shared.problems import NotFound, problem_responses
@@ -35,11 +34,8 @@ class SignedHeadRead(BaseModel):
 
 
 def audit_keys(request: Request) -> audit.AuditKeys:
-    """The gateway's audit keys: set on app.state at start, else loaded once here."""
-    keys: audit.AuditKeys | None = getattr(request.app.state, "audit_keys", None)
-    if keys is None:
-        settings: GatewaySettings = request.app.state.settings
-        keys = request.app.state.audit_keys = audit.AuditKeys.load(settings.keys_dir)
+    """The gateway's audit keys, loaded at start."""
+    keys: audit.AuditKeys = request.app.state.audit_keys
     return keys
 
 

@@ -12,7 +12,7 @@ from httpx_aiohttp import AiohttpTransport
 from pydantic import BaseModel
 
 from gateway.settings import GatewaySettings
-from services.participant.schemas import ParticipantRead, StaffRead
+from services.participant.schemas import OrganisationRead, ParticipantRead, StaffRead
 from shared.app import REQUEST_ID_HEADER, current_request_id
 from shared.internal_auth import CallerContext, InternalTokenSigner, internal_headers
 from shared.problems import Problem, ServiceUnavailable
@@ -157,6 +157,16 @@ class ParticipantClient:
             method, path, caller, content=content, params=params, headers=headers
         )
         return model.model_validate_json(response.content), response.status_code
+
+    async def read_organisation(self, caller: CallerContext, orgnr: str) -> OrganisationRead | None:
+        """An organisation of the directory, or None if there is none."""
+        try:
+            response = await self.upstream.call("GET", f"/api/v1/organisations/{orgnr}", caller)
+        except UpstreamProblem as problem:
+            if problem.status == 404:
+                return None
+            raise
+        return OrganisationRead.model_validate_json(response.content)
 
     async def read_staff(self, caller: CallerContext, staff_id: uuid.UUID) -> StaffRead | None:
         """The directory's record of a staff member, or None if there is none."""

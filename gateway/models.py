@@ -68,6 +68,17 @@ class AuditEntry(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
+class AuditDisclosure(Base):
+    """Which organisations' values an entry let cross to another organisation: the index
+    an auditor of the disclosing organisation searches by. It is derived from the entry's
+    hashed content (`released[].owner`), so the chain, not this table, is the evidence."""
+
+    __tablename__ = "audit_disclosure"
+
+    orgnr: Mapped[str] = mapped_column(String(9), primary_key=True)
+    seq: Mapped[int] = mapped_column(AuditSeq, primary_key=True)
+
+
 class AuditSignedHead(Base):
     """A head of the audit chain (sequence number and hash) signed with the audit key."""
 

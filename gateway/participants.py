@@ -1,8 +1,14 @@
 """Participant routes at the gateway. Typed: the upstream answer is parsed into the
-resource's model, passed through the personvern hook, and only what it releases is sent."""
+resource's model, decided and projected by the personvern policy, the decision written to
+the audit log, and only then is what the policy released sent.
+
+Every route that answers with participant data needs a declared purpose (Broen-Purpose).
+Writes of assignments, programme places and events answer with the caller's own record.
+"""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Annotated, TypeVar
 
@@ -11,14 +17,32 @@ from pydantic import AwareDatetime, BaseModel
 
 from gateway.clients import ParticipantAnswer, ParticipantClient
 from gateway.deps import CallerDep, require_scope
-from gateway.personvern import project_participant, project_records
+from gateway.personvern import PersonvernDep, PurposeDep
+from gateway.policy import (
+    Subject,
+    decide_events,
+    decide_participant,
+    decide_records,
+    gate_reason,
+    project_events,
+    project_participant,
+    project_records,
+    subject_of,
+    withheld_of,
+)
 from gateway.proxy import stream_through
+from gateway.views import (
+    AssignmentViewList,
+    ProgrammeViewList,
+    TimelineView,
+)
 from services.participant.catalogue import EventCatalogue
 from services.participant.errors import ParticipantNotFound
 from services.participant.schemas import (
     AssignmentCreate,
-    AssignmentList,
+    AssignmentPage,
     AssignmentRead,
+    DecisionFacts,
     EventCreate,
     EventRead,
     OrganisationList,
@@ -28,10 +52,10 @@ from services.participant.schemas import (
     ParticipantRead,
     ParticipantUpdate,
     ProgrammeCreate,
-    ProgrammeList,
+    ProgrammePage,
     ProgrammeRead,
     ProgrammeUpdate,
-    Timeline,
+    TimelinePage,
     UnitList,
 )
 from shared.internal_auth import CallerContext
@@ -39,8 +63,8 @@ from shared.pagination import DEFAULT_LIMIT, Cursor, Limit
 from shared.problems import problem_responses
 from shared.vocabulary import Role
 
-# The pages of records organisations make about a participant; projected per record.
-Page = TypeVar("Page", AssignmentList, ProgrammeList, Timeline)
+# The pages of records organisations make about a participant, with the decision's facts.
+Page = TypeVar("Page", AssignmentPage, ProgrammePage, TimelinePage)
 
 Reader = Annotated[CallerContext, Depends(require_scope("participants:read"))]
 Writer = Annotated[CallerContext, Depends(require_scope("participants:write"))]
@@ -60,16 +84,36 @@ async def participant_client(request: Request) -> ParticipantClient:
 ClientDep = Annotated[ParticipantClient, Depends(participant_client)]
 
 
-def _released(caller: CallerContext, answer: ParticipantAnswer) -> Response:
-    projected = project_participant(caller, answer.participant, relationships=answer.relationships)
+async def _decided(
+    personvern: PersonvernDep,
+    caller: CallerContext,
+    purpose: str,
+    answer: ParticipantAnswer,
+    *,
+    write: bool = False,
+) -> Response:
+    """The participant as the policy lets this caller see it, once the decision is in the
+    audit log. A read of which nothing is released is the 404 of an unknown participant; a
+    committed write still answers with the id, and says why nothing is shown."""
+    participant = answer.participant
+    context = await personvern.context(
+        caller, purpose, participant.id, answer.relationships, subject_of(participant)
+    )
+    decision = decide_participant(personvern.policy, context, participant)
+    await personvern.record(context, participant.id, [decision])
+    projected = project_participant(participant, decision)
     if projected is None:
-        raise ParticipantNotFound()
-    withheld = {w.field for w in projected.withheld}
+        if not write:
+            raise ParticipantNotFound()
+        projected = ParticipantRead.model_construct(
+            id=participant.id, provenance={}, withheld=withheld_of(decision)
+        )
     headers = {"ETag": answer.etag} if answer.etag else {}
     if answer.status == 201:
         headers["Location"] = f"/api/v1/participants/{projected.id}"
     return Response(
-        projected.model_dump_json(exclude=withheld),
+        # Only what was set: a withheld field is absent, not null.
+        projected.model_dump_json(exclude_unset=True),
         status_code=answer.status,
         media_type="application/json",
         headers=headers,
@@ -84,13 +128,21 @@ def _released(caller: CallerContext, answer: ParticipantAnswer) -> Response:
     responses={200: {"model": ParticipantRead, "description": "Already registered by you"}},
 )
 async def register_participant(
-    data: ParticipantCreate, request: Request, caller: Writer, client: ClientDep
+    data: ParticipantCreate,
+    request: Request,
+    caller: Writer,
+    purpose: PurposeDep,
+    personvern: PersonvernDep,
+    client: ClientDep,
 ) -> Response:
     """Register a participant, or link your organisation to one already known to Broen.
 
-    The answer has the same shape whether or not another organisation knew the person.
+    The answer has the same shape whether or not another organisation knew the person: what
+    the policy lets you see for the purpose (your organisation's values need a relationship
+    — an assignment or a programme place — like any read).
     """
-    return _released(caller, await client.register(caller, await request.body()))
+    answer = await client.register(caller, await request.body())
+    return await _decided(personvern, caller, purpose, answer, write=True)
 
 
 @router.post(
@@ -100,10 +152,16 @@ async def register_participant(
     responses=problem_responses(404),
 )
 async def lookup_participant(
-    data: ParticipantLookup, request: Request, caller: Reader, client: ClientDep
+    data: ParticipantLookup,
+    request: Request,
+    caller: Reader,
+    purpose: PurposeDep,
+    personvern: PersonvernDep,
+    client: ClientDep,
 ) -> Response:
     """Find a participant by national id, sent in the body so it never appears in a URL."""
-    return _released(caller, await client.lookup(caller, await request.body()))
+    answer = await client.lookup(caller, await request.body())
+    return await _decided(personvern, caller, purpose, answer)
 
 
 @router.get(
@@ -113,10 +171,15 @@ async def lookup_participant(
     responses=problem_responses(404),
 )
 async def read_participant(
-    participant_id: uuid.UUID, caller: Reader, client: ClientDep
+    participant_id: uuid.UUID,
+    caller: Reader,
+    purpose: PurposeDep,
+    personvern: PersonvernDep,
+    client: ClientDep,
 ) -> Response:
     """Read one participant: the fields you may see, and which are withheld and why."""
-    return _released(caller, await client.read(caller, participant_id))
+    answer = await client.read(caller, participant_id)
+    return await _decided(personvern, caller, purpose, answer)
 
 
 @router.patch(
@@ -130,12 +193,14 @@ async def update_participant(
     data: ParticipantUpdate,
     request: Request,
     caller: Writer,
+    purpose: PurposeDep,
+    personvern: PersonvernDep,
     client: ClientDep,
     if_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Change your organisation's own values; send If-Match with the ETag you read."""
     answer = await client.update(caller, participant_id, await request.body(), if_match)
-    return _released(caller, answer)
+    return await _decided(personvern, caller, purpose, answer, write=True)
 
 
 def _query(**values: object) -> dict[str, str]:
@@ -163,16 +228,62 @@ async def _write(
     return _json(written, status)
 
 
-async def _own_records(
+async def _page(
     client: ParticipantClient,
+    personvern: PersonvernDep,
     model: type[Page],
+    participant_id: uuid.UUID,
     path: str,
     caller: CallerContext,
+    purpose: str,
     **params: object,
 ) -> Response:
-    """A page of records organisations made about a participant, projected per record."""
+    """A page of the records organisations made about a participant, decided record by
+    record and audited as one decision about the participant. A caller who may see nothing
+    of the participant gets the 404 of an unknown one."""
     page, _ = await client.fetch(model, "GET", path, caller, params=_query(**params))
-    return _json(page.model_copy(update={"items": project_records(caller, page.items)}))
+    facts: DecisionFacts = page.facts
+    subject = Subject(facts.adressebeskyttelse, facts.skjermet, facts.birth_date)
+    context = await personvern.context(
+        caller, purpose, participant_id, facts.relationships, subject
+    )
+    policy = personvern.policy
+    if isinstance(page, TimelinePage):
+        decisions = decide_events(
+            policy, context, page.items, payload_categories=facts.payload_categories
+        )
+    else:
+        decisions = decide_records(policy, context, page.items, agency_types=facts.agency_types)
+    await personvern.record(context, participant_id, decisions)
+    if gate_reason(policy, context) is not None:
+        raise ParticipantNotFound()
+    if isinstance(page, TimelinePage):
+        projected = project_events(
+            policy,
+            context,
+            page.items,
+            payload_categories=facts.payload_categories,
+            routing_handles=facts.routing_handles,
+            decisions=decisions,
+        )
+    else:
+        projected = project_records(
+            policy,
+            context,
+            page.items,
+            agency_types=facts.agency_types,
+            routing_handles=facts.routing_handles,
+            decisions=decisions,
+        )
+    body = {
+        "items": [
+            {**item.values, "withheld": [w.model_dump() for w in item.withheld]}
+            for item in projected
+        ],
+        # The cursor walks the records, shown or not: a page may hold fewer than `limit`.
+        "next_cursor": page.next_cursor,
+    }
+    return Response(json.dumps(body), media_type="application/json")
 
 
 @router.post(
@@ -206,24 +317,29 @@ async def create_assignment(
 @router.get(
     "/participants/{participant_id}/assignments",
     tags=["assignments"],
-    response_model=AssignmentList,
+    response_model=AssignmentViewList,
     responses=problem_responses(404),
 )
 async def list_assignments(
     participant_id: uuid.UUID,
     caller: Reader,
+    purpose: PurposeDep,
+    personvern: PersonvernDep,
     client: ClientDep,
     role: Role | None = None,
     at: AwareDatetime | None = Query(None, description="Only those in force at this moment."),
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Response:
-    """Assignments, current and past, oldest first: your organisation's own for now."""
-    return await _own_records(
+    """Assignments, current and past, oldest first, as the policy lets you see them."""
+    return await _page(
         client,
-        AssignmentList,
+        personvern,
+        AssignmentPage,
+        participant_id,
         f"/api/v1/participants/{participant_id}/assignments",
         caller,
+        purpose,
         role=role,
         at=at.isoformat() if at else None,
         limit=limit,
@@ -259,22 +375,27 @@ async def add_programme(
 @router.get(
     "/participants/{participant_id}/programmes",
     tags=["programmes"],
-    response_model=ProgrammeList,
+    response_model=ProgrammeViewList,
     responses=problem_responses(404),
 )
 async def list_programmes(
     participant_id: uuid.UUID,
     caller: Reader,
+    purpose: PurposeDep,
+    personvern: PersonvernDep,
     client: ClientDep,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Response:
-    """Programme participation, oldest first: your organisation's own for now."""
-    return await _own_records(
+    """Programme participation, oldest first, as the policy lets you see it."""
+    return await _page(
         client,
-        ProgrammeList,
+        personvern,
+        ProgrammePage,
+        participant_id,
         f"/api/v1/participants/{participant_id}/programmes",
         caller,
+        purpose,
         limit=limit,
         cursor=cursor,
     )
@@ -349,22 +470,27 @@ async def record_event(
 @router.get(
     "/participants/{participant_id}/timeline",
     tags=["timeline"],
-    response_model=Timeline,
+    response_model=TimelineView,
     responses=problem_responses(404),
 )
 async def read_timeline(
     participant_id: uuid.UUID,
     caller: Reader,
+    purpose: PurposeDep,
+    personvern: PersonvernDep,
     client: ClientDep,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Response:
-    """The participant's events in the order they happened: your organisation's own for now."""
-    return await _own_records(
+    """The participant's events in the order they happened, as the policy lets you see them."""
+    return await _page(
         client,
-        Timeline,
+        personvern,
+        TimelinePage,
+        participant_id,
         f"/api/v1/participants/{participant_id}/timeline",
         caller,
+        purpose,
         limit=limit,
         cursor=cursor,
     )

@@ -1,66 +1,132 @@
-"""The personvern hook: every participant resource passes here before it leaves the gateway.
+"""The personvern enforcement point on the request path: the policy, the consents it reads
+and the audit log, used together by every route that answers with participant data.
 
-Until the policy document lands, the rule is the fail-closed one: a caller sees only the
-values its own organisation recorded, about participants it has a relationship with (it
-registered them, has an assignment or a programme participation).
-Everything else is withheld as `not_shared`. The policy will replace `decide_field`.
+    context = await personvern.context(caller, purpose, participant_id, relationships, subject)
+    decision = decide_participant(personvern.policy, context, participant)
+    await personvern.record(context, participant_id, [decision])   # before anything is sent
+
+`record` returns once the audit entry is committed; if it cannot be written the request
+fails with a 503 problem and nothing is released.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from datetime import UTC, datetime
+from typing import Annotated
 
-from services.participant.schemas import ATTRIBUTE_FIELDS, ParticipantRead, Withheld
+from fastapi import Depends, Header, Request
+
+from gateway.audit import AuditCaller, AuditRecord, AuditWriter, ReleasedField, WithheldField
+from gateway.deps import CallerDep
+from gateway.policy import (
+    PURPOSE_HEADER,
+    ConsentSource,
+    Context,
+    Decision,
+    Policy,
+    Subject,
+    read_grants,
+    require_purpose,
+)
+from gateway.policy.decide import CONSENT, LEGAL_BASIS, OWN_ORGANISATION
+from shared.app import current_request_id
 from shared.internal_auth import CallerContext
-
-NOT_SHARED = "not_shared"
 
 
 @dataclass(frozen=True)
-class Decision:
-    field: str
-    release: bool
-    reason: str
-    rule: str
+class Personvern:
+    policy: Policy
+    consents: ConsentSource
+    audit: AuditWriter
+
+    async def context(
+        self,
+        caller: CallerContext,
+        purpose: str,
+        participant_id: uuid.UUID,
+        relationships: Iterable[str],
+        subject: Subject,
+    ) -> Context:
+        """Everything the decision needs, with the grants read now (withheld if the consent
+        source cannot answer) and the moment of the request."""
+        grants = (await read_grants(self.consents, [participant_id]))[participant_id]
+        return Context(
+            caller, purpose, frozenset(relationships), subject, grants, datetime.now(UTC)
+        )
+
+    async def record(
+        self, context: Context, participant_id: uuid.UUID, decisions: Iterable[Decision]
+    ) -> None:
+        """Append the decisions about one participant to the audit log, as one entry."""
+        await self.audit.write(
+            audit_record(context, participant_id, decisions, self.policy.version)
+        )
 
 
-def decide_field(caller: CallerContext, participant: ParticipantRead, field: str) -> Decision:
-    provenance = participant.provenance.get(field)
-    if provenance is not None and caller.orgnr and provenance.owner_orgnr == caller.orgnr:
-        return Decision(field, True, "own_record", "foundation.own-organisation")
-    return Decision(field, False, NOT_SHARED, "foundation.fail-closed")
-
-
-def project_participant(
-    caller: CallerContext, participant: ParticipantRead, *, relationships: frozenset[str]
-) -> ParticipantRead | None:
-    """The participant as this caller may see it, or None when the caller may see nothing
-    (answered exactly like an unknown participant: no existence oracle)."""
-    if not relationships:
-        return None
-    decisions = [decide_field(caller, participant, field) for field in ATTRIBUTE_FIELDS]
-    released = {d.field for d in decisions if d.release}
-    values = participant.model_dump(include=released)
-    return ParticipantRead(
-        id=participant.id,
-        provenance={f: p for f, p in participant.provenance.items() if f in released},
-        withheld=[Withheld(field=d.field, reason=d.reason) for d in decisions if not d.release],
-        **values,
+def audit_record(
+    context: Context,
+    participant_id: uuid.UUID,
+    decisions: Iterable[Decision],
+    policy_version: str,
+) -> AuditRecord:
+    """One entry for the decisions about one participant in one request: each field named
+    `<resource>.<field>` once per basis (a list repeats its fields record by record), with
+    the precise reasons; `never` categories are not named."""
+    released: dict[tuple[str, str, str, str | None], None] = {}
+    withheld: dict[tuple[str, str, str], None] = {}
+    for decision in decisions:
+        for field in decision.fields:
+            name = f"{decision.resource}.{field.field}"
+            if field.release:
+                released[(name, _basis(field.reason, field.basis), field.rule, field.owner)] = None
+            elif field.listed:
+                withheld[(name, field.reason, field.rule)] = None
+    return AuditRecord(
+        caller=AuditCaller.from_context(context.caller),
+        participant_id=participant_id,
+        purpose=context.purpose,
+        released=tuple(ReleasedField(field=f, basis=b, rule=r, owner=o) for f, b, r, o in released),
+        withheld=tuple(WithheldField(field=f, reason=why, rule=r) for f, why, r in withheld),
+        policy_version=policy_version,
+        request_id=current_request_id.get() or str(uuid.uuid4()),
     )
 
 
-class OwnedRecord(Protocol):
-    @property
-    def orgnr(self) -> str:
-        """The organisation that recorded it."""
-        ...
+def _basis(reason: str, basis: str | None) -> str:
+    if reason == CONSENT:
+        return f"consent:{basis}"
+    if reason == LEGAL_BASIS and basis:
+        return basis  # already "legal:<reference>"
+    if reason == OWN_ORGANISATION:
+        return OWN_ORGANISATION
+    return reason
 
 
-R = TypeVar("R", bound=OwnedRecord)
+async def get_personvern(request: Request) -> Personvern:
+    personvern: Personvern = request.app.state.personvern
+    return personvern
 
 
-def project_records(caller: CallerContext, records: list[R]) -> list[R]:
-    """Records an organisation made about a participant (assignments, programme places,
-    timeline events): the caller sees its own organisation's; the rest are left out."""
-    return [record for record in records if caller.orgnr and record.orgnr == caller.orgnr]
+PersonvernDep = Annotated[Personvern, Depends(get_personvern)]
+
+
+async def declared_purpose(
+    caller: CallerDep,
+    personvern: PersonvernDep,
+    purpose: Annotated[
+        str | None,
+        Header(
+            alias=PURPOSE_HEADER,
+            description="Why you ask: one of the purposes your role may declare "
+            "(oppfolging, inntak, kontakt, rapportering, tilrettelegging). A missing or "
+            "refused purpose is a 400 problem listing the ones you may use.",
+        ),
+    ] = None,
+) -> str:
+    return require_purpose(personvern.policy, caller, purpose)
+
+
+PurposeDep = Annotated[str, Depends(declared_purpose)]

@@ -6,11 +6,17 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, insert, select, text, tuple_
+from sqlalchemy import Row, delete, insert, or_, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from gateway.models import AuditEntry, AuditSignedHead, OAuthClient, UsedAssertion
+from gateway.models import (
+    AuditDisclosure,
+    AuditEntry,
+    AuditSignedHead,
+    OAuthClient,
+    UsedAssertion,
+)
 
 
 async def get_client(session: AsyncSession, *, client_id: str) -> OAuthClient | None:
@@ -104,9 +110,58 @@ async def audit_chain_head(session: AsyncSession) -> tuple[int, str] | None:
     return (int(row[0]), str(row[1])) if row else None
 
 
-async def insert_audit_entries(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert prepared entries (one executemany); the caller holds the chain lock."""
+async def insert_audit_entries(
+    session: AsyncSession,
+    rows: Sequence[dict[str, Any]],
+    disclosures: Sequence[dict[str, Any]] = (),
+) -> None:
+    """Insert prepared entries (one executemany) and their disclosure index; the caller
+    holds the chain lock."""
     await session.execute(insert(AuditEntry), list(rows))
+    if disclosures:
+        await session.execute(insert(AuditDisclosure), list(disclosures))
+
+
+AuditRow = Row[int, str, str | None, str]
+_AUDIT_COLUMNS = (
+    AuditEntry.seq,
+    AuditEntry.participant_id,
+    AuditEntry.caller_orgnr,
+    AuditEntry.content,
+)
+
+
+async def audit_entries_about(
+    session: AsyncSession, *, participant_id: str, before: int | None, limit: int
+) -> Sequence[AuditRow]:
+    """Entries about one participant, newest first (innsyn)."""
+    statement = select(*_AUDIT_COLUMNS).where(AuditEntry.participant_id == participant_id)
+    if before is not None:
+        statement = statement.where(AuditEntry.seq < before)
+    result = await session.execute(statement.order_by(AuditEntry.seq.desc()).limit(limit))
+    return result.all()
+
+
+async def audit_entries_of_organisation(
+    session: AsyncSession,
+    *,
+    orgnr: str,
+    participant_id: str | None,
+    before: int | None,
+    limit: int,
+) -> Sequence[AuditRow]:
+    """Entries where the organisation asked, or where its values crossed to another
+    organisation, newest first (its auditor's view)."""
+    disclosed = select(AuditDisclosure.seq).where(AuditDisclosure.orgnr == orgnr)
+    statement = select(*_AUDIT_COLUMNS).where(
+        or_(AuditEntry.caller_orgnr == orgnr, AuditEntry.seq.in_(disclosed))
+    )
+    if participant_id is not None:
+        statement = statement.where(AuditEntry.participant_id == participant_id)
+    if before is not None:
+        statement = statement.where(AuditEntry.seq < before)
+    result = await session.execute(statement.order_by(AuditEntry.seq.desc()).limit(limit))
+    return result.all()
 
 
 async def add_signed_head(

@@ -28,16 +28,20 @@ from gateway.policy.decide import (
     Subject,
     allowed_purposes,
     decide,
+    gate_reason,
     require_purpose,
 )
 from gateway.policy.document import SHIPPED_POLICY, Policy, load_policy, parse_policy
 from gateway.policy.project import (
     ProjectedRecord,
+    decide_events,
     decide_participant,
+    decide_records,
     project_events,
     project_participant,
     project_records,
     subject_of,
+    withheld_of,
 )
 
 __all__ = [
@@ -61,7 +65,10 @@ __all__ = [
     "Subject",
     "allowed_purposes",
     "decide",
+    "decide_events",
     "decide_participant",
+    "decide_records",
+    "gate_reason",
     "load_policy",
     "parse_policy",
     "project_events",
@@ -70,4 +77,5 @@ __all__ = [
     "read_grants",
     "require_purpose",
     "subject_of",
+    "withheld_of",
 ]

@@ -91,6 +91,7 @@ class FieldDecision:
     basis: str | None = None  # consent id or legal:<ref>, for released crossings
     listed: bool = True  # False for `never` categories: not even named as withheld
     replace: str | None = None  # "routing_handle": released only as the unit's handle
+    owner: str | None = None  # the organisation holding the value (orgnr), if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,10 +232,27 @@ def decide(policy: Policy, request: DecisionRequest) -> Decision:
         else:
             shown = NOT_SHARED
         decided.append(
-            FieldDecision(field, category, release, reason, shown, rule, basis, replace=replace)
+            FieldDecision(
+                field,
+                category,
+                release,
+                reason,
+                shown,
+                rule,
+                basis,
+                replace=replace,
+                owner=owner.orgnr if owner is not None else None,
+            )
         )
 
     return Decision(policy.version, request.resource, purpose, tuple(decided))
+
+
+def gate_reason(policy: Policy, context: Context) -> str | None:
+    """Why this caller may see nothing of the participant (purpose, relationship,
+    skjerming), or None when the fields are decided one by one."""
+    gate = _gate(policy, context)
+    return None if gate is None else gate[1]
 
 
 def _gate(policy: Policy, context: Context) -> _Outcome | None:

@@ -302,11 +302,12 @@ class Policy:
         unit = protection.unit_identity
         self.unit_levels = frozenset(unit.levels)
         self.unit_owners = frozenset(unit.owners)
+        # An event's fields are its payload's, named `payload.<name>` in its decisions.
         self.unit_fields: dict[str, frozenset[str]] = {
-            r: frozenset(f) for r, f in unit.unit_fields.items()
+            r: frozenset(_decided_name(r, name) for name in f) for r, f in unit.unit_fields.items()
         }
         self.staff_fields: dict[str, frozenset[str]] = {
-            r: frozenset(f) for r, f in unit.staff_fields.items()
+            r: frozenset(_decided_name(r, name) for name in f) for r, f in unit.staff_fields.items()
         }
 
         minors = document.minors
@@ -318,6 +319,10 @@ class Policy:
     def category_of(self, resource: str, field: str, owner_agency: str | None) -> str | None:
         table = self.fields.get((resource, owner_agency)) or self.fields.get((resource, None))
         return None if table is None else table.get(field)
+
+
+def _decided_name(resource: str, field: str) -> str:
+    return f"payload.{field}" if resource == "event" else field
 
 
 def _expand(named: tuple[str, ...], everything: tuple[str, ...]) -> tuple[str, ...]:

@@ -74,11 +74,14 @@ def project_participant(participant: ParticipantRead, decision: Decision) -> Par
     return ParticipantRead.model_construct(
         id=participant.id,
         provenance={f: provenance[f] for f in released if f in provenance},
-        withheld=[
-            _withheld(d.field, d.shown) for d in decision.fields if not d.release and d.listed
-        ],
+        withheld=withheld_of(decision),
         **{f: getattr(participant, f) for f in released},
     )
+
+
+def withheld_of(decision: Decision) -> list[Withheld]:
+    """The withheld fields a caller is told of, with the reason it is shown."""
+    return [_withheld(d.field, d.shown) for d in decision.fields if not d.release and d.listed]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,25 @@ class ProjectedRecord:
     decision: Decision
 
 
+def decide_records(
+    policy: Policy,
+    context: Context,
+    records: Sequence[OwnedRecord],
+    *,
+    agency_types: Mapping[str, str],
+) -> list[Decision]:
+    """Decide every field of each assignment or programme place (in order), held by the
+    record's organisation; `agency_types` maps each record's orgnr to its agency type."""
+    decisions = []
+    for record in records:
+        resource = RECORD_RESOURCES[type(record)]
+        structural = policy.structural.get(resource, ())
+        owner = _owner(context, record.orgnr, agency_types)
+        fields = {f: owner for f in type(record).model_fields if f not in structural}
+        decisions.append(decide(policy, DecisionRequest(context, resource, fields)))
+    return decisions
+
+
 def project_records(
     policy: Policy,
     context: Context,
@@ -98,37 +120,34 @@ def project_records(
     *,
     agency_types: Mapping[str, str],
     routing_handles: Mapping[uuid.UUID, str] | None = None,
+    decisions: Sequence[Decision] | None = None,
 ) -> list[ProjectedRecord]:
     """Assignments or programme places, projected per record; a record of which nothing is
-    released is left out. `agency_types` maps each record's orgnr to its agency type."""
+    released is left out. `decisions` (from decide_records) saves deciding again."""
+    if decisions is None:
+        decisions = decide_records(policy, context, records, agency_types=agency_types)
     projected = []
-    for record in records:
-        resource = RECORD_RESOURCES[type(record)]
-        structural = policy.structural.get(resource, ())
-        owner = _owner(context, record.orgnr, agency_types)
-        fields = {f: owner for f in type(record).model_fields if f not in structural}
-        decision = decide(policy, DecisionRequest(context, resource, fields))
+    for record, decision in zip(records, decisions, strict=True):
         released = decision.released
         if not released:
             continue
+        structural = policy.structural.get(decision.resource, ())
         values = record.model_dump(mode="json", include={*structural, *released})
         projected.append(_finish(values, decision, values, routing_handles, prefix=""))
     return projected
 
 
-def project_events(
+def decide_events(
     policy: Policy,
     context: Context,
     events: Sequence[EventRead],
     *,
     payload_categories: Mapping[str, Mapping[str, str]],
-    routing_handles: Mapping[uuid.UUID, str] | None = None,
-) -> list[ProjectedRecord]:
-    """Timeline events projected per payload field, each field's category from the event
-    catalogue (`payload_categories`: event type -> field -> category). An event of which no
-    payload field is released is left out; an unknown type releases nothing."""
-    structural = policy.structural.get("event", ())
-    projected = []
+) -> list[Decision]:
+    """Decide each event's payload fields (in order), each field's category from the event
+    catalogue (`payload_categories`: event type -> field -> category); an unknown type has
+    no fields to release."""
+    decisions = []
     for event in events:
         declared = payload_categories.get(event.type, {})
         owner = Owner(event.source.orgnr, event.source.agency_type)
@@ -138,7 +157,26 @@ def project_events(
             {f"payload.{name}": owner for name in declared},
             {f"payload.{name}": category for name, category in declared.items()},
         )
-        decision = decide(policy, request)
+        decisions.append(decide(policy, request))
+    return decisions
+
+
+def project_events(
+    policy: Policy,
+    context: Context,
+    events: Sequence[EventRead],
+    *,
+    payload_categories: Mapping[str, Mapping[str, str]],
+    routing_handles: Mapping[uuid.UUID, str] | None = None,
+    decisions: Sequence[Decision] | None = None,
+) -> list[ProjectedRecord]:
+    """Timeline events projected per payload field. An event of which no payload field is
+    released is left out. `decisions` (from decide_events) saves deciding again."""
+    if decisions is None:
+        decisions = decide_events(policy, context, events, payload_categories=payload_categories)
+    structural = policy.structural.get("event", ())
+    projected = []
+    for event, decision in zip(events, decisions, strict=True):
         released = decision.released
         if not released:
             continue
@@ -169,7 +207,7 @@ def _finish(
     prefix: str,
 ) -> ProjectedRecord:
     """Apply the unit-identity replacement and list what is withheld."""
-    withheld = [_withheld(d.field, d.shown) for d in decision.fields if not d.release and d.listed]
+    withheld = withheld_of(decision)
     for d in decision.fields:
         if d.replace != ROUTING_HANDLE:
             continue

@@ -13,7 +13,7 @@ from services.participant.deps import CatalogueDep, KeyringDep
 from services.participant.errors import OrganisationNotFound, ParticipantNotFound
 from services.participant.schemas import (
     AssignmentCreate,
-    AssignmentList,
+    AssignmentPage,
     AssignmentRead,
     EventCreate,
     EventRead,
@@ -24,11 +24,11 @@ from services.participant.schemas import (
     ParticipantRead,
     ParticipantUpdate,
     ProgrammeCreate,
-    ProgrammeList,
+    ProgrammePage,
     ProgrammeRead,
     ProgrammeUpdate,
     StaffRead,
-    Timeline,
+    TimelinePage,
     UnitList,
     UnitRead,
 )
@@ -160,17 +160,26 @@ async def create_assignment(
 async def list_assignments(
     participant_id: uuid.UUID,
     session: SessionDep,
+    keyring: KeyringDep,
     caller: CallerDep,
     role: Role | None = None,
     at: AwareDatetime | None = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
-) -> AssignmentList:
+) -> AssignmentPage:
     """Assignments, current and past, oldest first; `at` gives those in force then."""
     items = await assignments.list_assignments(
         session, caller, participant_id, role=role, at=at, after=_after(cursor), limit=limit
     )
-    return AssignmentList(items=items, next_cursor=_next_cursor(items, limit))
+    facts = await service.decision_facts(
+        session,
+        keyring,
+        caller,
+        participant_id,
+        orgnrs={a.orgnr for a in items},
+        unit_ids={a.unit_id for a in items},
+    )
+    return AssignmentPage(items=items, next_cursor=_next_cursor(items, limit), facts=facts)
 
 
 @router.post("/{participant_id}/events", status_code=201, responses=problem_responses(409))
@@ -200,15 +209,26 @@ async def read_timeline(
     participant_id: uuid.UUID,
     session: SessionDep,
     keyring: KeyringDep,
+    catalogue: CatalogueDep,
     caller: CallerDep,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
-) -> Timeline:
+) -> TimelinePage:
     """The participant's events in the order they happened."""
     items = await timeline.timeline(
         session, keyring, caller, participant_id, after=_after(cursor), limit=limit
     )
-    return Timeline(items=items, next_cursor=_next_cursor(items, limit, moment="occurred_at"))
+    facts = await service.decision_facts(
+        session,
+        keyring,
+        caller,
+        participant_id,
+        unit_ids=timeline.named_units(catalogue, items),
+        payload_categories=timeline.payload_categories(catalogue, items),
+    )
+    return TimelinePage(
+        items=items, next_cursor=_next_cursor(items, limit, moment="occurred_at"), facts=facts
+    )
 
 
 @router.post("/{participant_id}/programmes", status_code=201)
@@ -223,15 +243,19 @@ async def add_programme(
 async def list_programmes(
     participant_id: uuid.UUID,
     session: SessionDep,
+    keyring: KeyringDep,
     caller: CallerDep,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
-) -> ProgrammeList:
+) -> ProgrammePage:
     """Programme participation, oldest first."""
     items = await assignments.list_programmes(
         session, caller, participant_id, after=_after(cursor), limit=limit
     )
-    return ProgrammeList(items=items, next_cursor=_next_cursor(items, limit))
+    facts = await service.decision_facts(
+        session, keyring, caller, participant_id, orgnrs={p.orgnr for p in items}
+    )
+    return ProgrammePage(items=items, next_cursor=_next_cursor(items, limit), facts=facts)
 
 
 @router.patch("/{participant_id}/programmes/{participation_id}")

@@ -326,3 +326,32 @@ class EventRead(BaseModel):
 class Timeline(BaseModel):
     items: list[EventRead]
     next_cursor: str | None = None
+
+
+class DecisionFacts(BaseModel):
+    """What the gateway's personvern decision needs about a page of records besides the
+    records themselves, sent with the page so one call answers (internal: the gateway
+    drops it before anything leaves)."""
+
+    relationships: list[str] = Field(description="The caller's, to the participant, now.")
+    adressebeskyttelse: Adressebeskyttelse | None = None
+    skjermet: bool = False
+    birth_date: date | None = None
+    # Every organisation the page names, by organisation number.
+    agency_types: dict[str, AgencyType] = Field(default_factory=dict)
+    # The NAV units the page names, by id: their neutral routing handles.
+    routing_handles: dict[uuid.UUID, str] = Field(default_factory=dict)
+    # Timeline pages: per event type on the page, each payload field's data category.
+    payload_categories: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+
+class AssignmentPage(AssignmentList):
+    facts: DecisionFacts
+
+
+class ProgrammePage(ProgrammeList):
+    facts: DecisionFacts
+
+
+class TimelinePage(Timeline):
+    facts: DecisionFacts

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 import json
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -18,6 +19,7 @@ from services.participant.errors import CallerOrganisationUnknown, ParticipantNo
 from services.participant.models import Attribute, Organisation, OutboxEvent
 from services.participant.schemas import (
     ATTRIBUTE_FIELDS,
+    DecisionFacts,
     ParticipantCreate,
     ParticipantRead,
     ParticipantUpdate,
@@ -279,6 +281,32 @@ async def view(
         read=read,
         etag=etag(keyring, participant_id, found.version),
         relationships=found.relationships,
+    )
+
+
+async def decision_facts(
+    session: AsyncSession,
+    keyring: Keyring,
+    caller: CallerContext,
+    participant_id: uuid.UUID,
+    *,
+    orgnrs: Iterable[str] = (),
+    unit_ids: Iterable[uuid.UUID] = (),
+    payload_categories: dict[str, dict[str, str]] | None = None,
+) -> DecisionFacts:
+    """What the gateway decides a page of records about the participant with: the caller's
+    relationships, the participant's protection flags and birth date (as a read would give
+    them), the agency types of the organisations and the routing handles of the units the
+    page names."""
+    seen = await view(session, keyring, caller, participant_id)
+    return DecisionFacts(
+        relationships=sorted(seen.relationships),
+        adressebeskyttelse=seen.read.adressebeskyttelse,
+        skjermet=bool(seen.read.skjermet),
+        birth_date=seen.read.birth_date,
+        agency_types=await store.agency_types(session, orgnrs),
+        routing_handles=await store.routing_handles(session, unit_ids),
+        payload_categories=payload_categories or {},
     )
 
 

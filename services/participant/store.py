@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -428,3 +429,29 @@ async def list_staff(session: AsyncSession) -> list[tuple[Staff, Unit]]:
         select(Staff, Unit).join(Unit, Unit.id == Staff.unit_id).order_by(Staff.orgnr, Staff.name)
     )
     return [(staff, unit) for staff, unit in result.tuples()]
+
+
+async def agency_types(session: AsyncSession, orgnrs: Iterable[str]) -> dict[str, str]:
+    """Each named organisation's agency type (unknown organisation numbers are left out)."""
+    wanted = set(orgnrs)
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(Organisation.orgnr, Organisation.agency_type).where(Organisation.orgnr.in_(wanted))
+    )
+    return {orgnr: agency_type for orgnr, agency_type in rows.all()}
+
+
+async def routing_handles(
+    session: AsyncSession, unit_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    """The routing handles of those of the named units that have one (NAV's)."""
+    wanted = set(unit_ids)
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(Unit.id, Unit.routing_handle).where(
+            Unit.id.in_(wanted), Unit.routing_handle.is_not(None)
+        )
+    )
+    return {unit_id: handle for unit_id, handle in rows.all() if handle is not None}

@@ -5,10 +5,11 @@ it registered, and an Idempotency-Key makes a retry return the first result."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -211,3 +212,28 @@ async def _assign_veileder(
 
 
 EFFECTS: dict[str, Effect] = {"veileder.tildelt": _assign_veileder}
+
+
+def payload_categories(
+    catalogue: EventCatalogue, events: Iterable[EventRead]
+) -> dict[str, dict[str, str]]:
+    """Per event type on the page, each declared payload field's data category."""
+    return {
+        event.type: {name: field.category for name, field in spec.payload.items()}
+        for event in events
+        if (spec := catalogue.types.get(event.type)) is not None
+    }
+
+
+def named_units(catalogue: EventCatalogue, events: Iterable[EventRead]) -> set[uuid.UUID]:
+    """Every id the page's payloads hold in a `uuid` field: the units among them may need
+    their routing handles (the others are simply not found)."""
+    found: set[uuid.UUID] = set()
+    for event in events:
+        spec = catalogue.types.get(event.type)
+        for name, field in spec.payload.items() if spec else ():
+            value = event.payload.get(name)
+            if field.type == "uuid" and value is not None:
+                with contextlib.suppress(ValueError, TypeError, AttributeError):
+                    found.add(uuid.UUID(str(value)))
+    return found

@@ -589,6 +589,7 @@ async def audit_http(
     gateway_app: FastAPI, gateway_settings: GatewaySettings
 ) -> AsyncIterator[httpx.AsyncClient]:
     gateway_app.include_router(audit_router)
+    gateway_app.state.audit_keys = AuditKeys.load(gateway_settings.keys_dir)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=gateway_app), base_url=ISSUER
     ) as client:

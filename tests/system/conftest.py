@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from jwt.algorithms import ECAlgorithm
 
 from gateway.app import create_app as create_gateway
 from gateway.oauth import register_client
+from gateway.policy import GivenGrants
 from gateway.settings import GatewaySettings
 from services.participant import directory
 from services.participant import store as participant_store
@@ -132,12 +133,62 @@ class Stack:
         assert response.status_code == 200, response.text
         return str(response.json()["access_token"])
 
-    async def as_org(self, organisation: Organisation) -> dict[str, str]:
-        return {"Authorization": f"Bearer {await self.token(organisation)}"}
+    async def follow(self, organisation: Organisation, participant_id: str) -> None:
+        """Give the organisation a relationship to the participant (a programme place), as
+        a system needs one to see anything (API.md "Who is the caller")."""
+        response = await self.http.post(
+            f"/api/v1/participants/{participant_id}/programmes",
+            json={"programme": "vgo", "starts_on": date.today().isoformat()},
+            headers=await self.as_org(organisation),
+        )
+        assert response.status_code == 201, response.text
+
+    def as_staff(
+        self,
+        organisation: Organisation,
+        staff: StaffRead,
+        purpose: str | None = "oppfolging",
+        scopes: tuple[str, ...] = ("participants:read", "participants:write"),
+    ) -> dict[str, str]:
+        """Headers of a request by a staff member through the organisation's system (the
+        token the JWT-bearer grant issues, minted directly)."""
+        issued = self.gateway.state.auth.tokens.issue_staff_token(
+            client_id=organisation.client_id,
+            agency_type=organisation.agency_type,
+            staff=staff,
+            scopes=scopes,
+        )
+        headers = {"Authorization": f"Bearer {issued['access_token']}"}
+        if purpose is not None:
+            headers["Broen-Purpose"] = purpose
+        return headers
+
+    def as_citizen(self, participant_id: str) -> dict[str, str]:
+        issued = self.gateway.state.auth.tokens.issue_citizen_token(
+            participant_id=uuid.UUID(participant_id)
+        )
+        return {"Authorization": f"Bearer {issued['access_token']}"}
+
+    async def as_org(
+        self, organisation: Organisation, purpose: str | None = "oppfolging"
+    ) -> dict[str, str]:
+        """Headers of a request by the organisation's system, declaring `purpose`."""
+        headers = {"Authorization": f"Bearer {await self.token(organisation)}"}
+        if purpose is not None:
+            headers["Broen-Purpose"] = purpose
+        return headers
 
 
 @pytest.fixture
-async def stack(database_url: Callable[[str], str], keys_dir: Path) -> AsyncIterator[Stack]:
+def consents() -> GivenGrants:
+    """The consents and legal bases the gateway's decisions read (until the consent service)."""
+    return GivenGrants()
+
+
+@pytest.fixture
+async def stack(
+    database_url: Callable[[str], str], keys_dir: Path, tmp_path: Path, consents: GivenGrants
+) -> AsyncIterator[Stack]:
     participant_settings = ParticipantSettings(
         database_url=database_url("participant"), keys_dir=keys_dir
     )
@@ -146,11 +197,13 @@ async def stack(database_url: Callable[[str], str], keys_dir: Path) -> AsyncIter
         keys_dir=keys_dir,
         issuer=ISSUER,
         participant_url="http://participant.internal",
+        audit_head_file=tmp_path / "audit-head.json",
     )
     participant = create_participant(participant_settings)
     gateway = create_gateway(
         gateway_settings,
         upstream_transports={"participant": httpx.ASGITransport(app=participant)},
+        consents=consents,
     )
     async with AsyncExitStack() as stack_:
         await stack_.enter_async_context(participant.router.lifespan_context(participant))

@@ -234,30 +234,40 @@ async def test_assignment_history_pages_with_a_cursor(stack: Stack) -> None:
     assert bad.status_code == 422
 
 
-async def test_programme_participation_is_a_relationship_for_a_system(stack: Stack) -> None:
+async def test_programme_participation_is_a_relationship_for_a_system_while_it_lasts(
+    stack: Stack,
+) -> None:
     skole = await stack.add_organisation(SKOLE, "skole")
     participant = await registered(stack, skole)
     headers = await stack.as_org(skole)
     url = f"/api/v1/participants/{participant}/programmes"
+    before = await stack.http.get(url, headers=headers)
 
     created = await stack.http.post(
         url, json={"programme": "vgo", "starts_on": "2026-08-15"}, headers=headers
     )
+    listed = await stack.http.get(url, headers=headers)
+    read = await stack.http.get(f"/api/v1/participants/{participant}", headers=headers)
     ended = await stack.http.patch(
         f"{url}/{created.json()['id']}",
         json={"status": "completed", "ends_on": "2027-06-20"},
         headers=headers,
     )
-    listed = await stack.http.get(url, headers=headers)
+    after = await stack.http.get(f"/api/v1/participants/{participant}", headers=headers)
     backwards = await stack.http.post(
         url,
         json={"programme": "vgo", "starts_on": "2026-08-15", "ends_on": "2026-01-01"},
         headers=headers,
     )
 
+    # Registering alone is no relationship (API.md): the school sees nothing of the person.
+    assert before.status_code == 404
     assert created.status_code == 201, created.text
-    assert ended.json()["status"] == "completed"
     assert [p["programme"] for p in listed.json()["items"]] == ["vgo"]
+    assert read.json()["name"] == "Kari Nordmann"
+    assert ended.json()["status"] == "completed"
+    # Tjenstlig behov ends with the programme: so does what the school may read.
+    assert after.status_code == 404
     assert backwards.status_code == 422
 
 

@@ -62,6 +62,7 @@ async def test_a_service_that_is_down_gives_a_quick_503_problem(
         issuer=ISSUER,
         participant_url="http://127.0.0.1:9",
         upstream_connect_timeout_seconds=0.5,
+        audit_head_file=stack.gateway_settings.audit_head_file,
     )
     gateway = create_app(settings)
     async with gateway.router.lifespan_context(gateway):
@@ -70,7 +71,7 @@ async def test_a_service_that_is_down_gives_a_quick_503_problem(
             started = time.monotonic()
             response = await http.get(
                 "/api/v1/participants/00000000-0000-4000-8000-000000000000",
-                headers={"Authorization": f"Bearer {token}"},
+                headers={"Authorization": f"Bearer {token}", "Broen-Purpose": "oppfolging"},
             )
             elapsed = time.monotonic() - started
 

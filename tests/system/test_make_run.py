@@ -152,56 +152,88 @@ def _walk_through_the_readme(workdir: Path, env: dict[str, str], printed: str) -
         return {"Authorization": f"Bearer {token}"}
 
     gateway = "http://127.0.0.1:8000/api/v1"
+    # 1-2: the demo school's system registers a participant, declaring its purpose.
     school = bearer(broen("dev", "token", "--client-id", "demo-skole"))
     registered = httpx.post(
         f"{gateway}/participants",
         json={"national_id": "01010750160", "name": "Demo Elev", "source_system": "curl"},
-        headers=school, timeout=10.0,
+        headers={**school, "Broen-Purpose": "inntak"},
+        timeout=10.0,
     )
     assert registered.status_code == 201, registered.text
+    assert "name" not in registered.json()  # registering alone is no relationship
     participant = f"{gateway}/participants/{registered.json()['id']}"
-    read = httpx.get(participant, headers=school, timeout=10.0)
-    assert read.status_code == 200 and read.json()["name"] == "Demo Elev"
+    # 3: the teacher `make run` listed is assigned.
+    teacher = next(line.split()[0] for line in printed.splitlines() if "Tone" in line)
+    assigned = httpx.post(
+        f"{participant}/assignments",
+        json={"role": "kontaktlaerer", "staff_id": teacher},
+        headers=school,
+        timeout=10.0,
+    )
+    assert assigned.status_code == 201, assigned.text
+    # 4: read back and looked up, for a purpose.
+    following = {**school, "Broen-Purpose": "oppfolging"}
+    read = httpx.get(participant, headers=following, timeout=10.0)
+    assert read.status_code == 200 and read.json()["name"] == "Demo Elev", read.text
     found = httpx.post(
-        f"{gateway}/participants/lookup", json={"national_id": "01010750160"}, headers=school,
+        f"{gateway}/participants/lookup",
+        json={"national_id": "01010750160"},
+        headers=following,
         timeout=10.0,
     )
     assert found.json()["id"] == registered.json()["id"]
     organisations = httpx.get(f"{gateway}/organisations", headers=school, timeout=10.0)
     assert {"310123455", "889640782"} <= {o["orgnr"] for o in organisations.json()["items"]}
-
-    # 5-7: the teacher `make run` listed, assigned, acting for herself; an absence recorded.
-    teacher = next(line.split()[0] for line in printed.splitlines() if "Tone" in line)
-    assigned = httpx.post(
-        f"{participant}/assignments", json={"role": "kontaktlaerer", "staff_id": teacher},
-        headers=school, timeout=10.0,
-    )
-    assert assigned.status_code == 201, assigned.text
+    # 5: the teacher, acting for herself.
     as_teacher = httpx.get(
-        participant, headers=bearer(broen("dev", "token", "--staff", teacher)), timeout=10.0
+        participant,
+        headers={
+            **bearer(broen("dev", "token", "--staff", teacher)),
+            "Broen-Purpose": "oppfolging",
+        },
+        timeout=10.0,
     )
     assert as_teacher.status_code == 200, as_teacher.text
+    # 6: an absence recorded (once, though sent twice) and on the timeline.
     writer = bearer(
         broen(
-            "dev", "token", "--client-id", "demo-skole",
-            "--scope", "participants:read participants:write events:write",
+            "dev",
+            "token",
+            "--client-id",
+            "demo-skole",
+            "--scope",
+            "participants:read participants:write events:write",
         )
     )
     absence = {
-        "type": "fravaer.registrert", "occurred_at": "2026-11-20T08:00:00+01:00",
+        "type": "fravaer.registrert",
+        "occurred_at": "2026-11-20T08:00:00+01:00",
         "payload": {
-            "period_start": "2026-11-16", "period_end": "2026-11-20", "absence_percent": 12.5
+            "period_start": "2026-11-16",
+            "period_end": "2026-11-20",
+            "absence_percent": 12.5,
         },
         "source_system": "curl",
     }
     for _ in range(2):  # the retry returns the first result
         recorded = httpx.post(
-            f"{participant}/events", json=absence,
-            headers={**writer, "Idempotency-Key": "fravaer-uke-47"}, timeout=10.0,
+            f"{participant}/events",
+            json=absence,
+            headers={**writer, "Idempotency-Key": "fravaer-uke-47"},
+            timeout=10.0,
         )
         assert recorded.status_code == 201, recorded.text
-    timeline = httpx.get(f"{participant}/timeline", headers=writer, timeout=10.0)
+    timeline = httpx.get(
+        f"{participant}/timeline", headers={**writer, "Broen-Purpose": "oppfolging"}, timeout=10.0
+    )
     assert [e["type"] for e in timeline.json()["items"]] == ["fravaer.registrert"]
+    # 7: innsyn: the participant sees the reads above, and who made them.
+    citizen = bearer(broen("dev", "token", "--citizen", registered.json()["id"]))
+    log = httpx.get(f"{gateway}/me/access-log", headers=citizen, timeout=10.0)
+    assert log.status_code == 200, log.text
+    assert {item["organisation"]["orgnr"] for item in log.json()["items"]} == {"310123455"}
+    assert len(log.json()["items"]) >= 5
 
 
 @pytest.mark.slow

@@ -330,3 +330,39 @@ def test_an_event_of_an_unknown_type_is_left_out_even_for_its_owner() -> None:
     )
     ctx = context(kontaktlaerer(), subject=Subject(birth_date=date(2001, 1, 1)))
     assert project_events(POLICY, ctx, [event], payload_categories={}) == []
+
+
+def test_a_veileder_tildelt_event_names_the_nav_unit_of_a_kode_6_person_only_by_its_handle() -> (
+    None
+):
+    unit, veileder_id = uuid.uuid4(), uuid.uuid4()
+    event = EventRead(
+        id=uuid.uuid4(),
+        participant_id=uuid.uuid4(),
+        type="veileder.tildelt",
+        occurred_at=NOW,
+        recorded_at=NOW,
+        source=EventSource(
+            orgnr=NAV_ORG, agency_type="nav", system="arena", verification="verified"
+        ),
+        payload={"staff_id": str(veileder_id), "unit_id": str(unit)},
+    )
+    categories = {
+        "veileder.tildelt": {
+            "staff_id": "nav.followup",
+            "unit_id": "nav.followup",
+            "valid_from": "nav.followup",
+        }
+    }
+    subject = Subject(adressebeskyttelse="strengt_fortrolig", birth_date=date(2001, 1, 1))
+    ctx = context(
+        kontaktlaerer(), subject=subject, grants=Grants((consent(categories=("nav.followup",)),))
+    )
+
+    [seen] = project_events(
+        POLICY, ctx, [event], payload_categories=categories, routing_handles={unit: "nav-rute-1"}
+    )
+
+    assert seen.values["payload"] == {"unit_id": "nav-rute-1"}
+    assert str(veileder_id) not in str(seen.values) and str(unit) not in str(seen.values)
+    assert {w.field: w.reason for w in seen.withheld}["payload.staff_id"] == "not_shared"
