@@ -421,3 +421,49 @@ def test_an_invalid_policy_file_stops_the_gateway_with_a_clear_message(
         create_app(settings)
 
     assert str(broken) in str(refused.value) and "flows" in str(refused.value)
+
+
+async def test_an_ot_adviser_sees_the_schools_absence_only_with_consent_and_only_to_follow_up(
+    stack: Stack, consents: GivenGrants
+) -> None:
+    w = await world(stack)
+    ot = await stack.add_organisation("310123463", "fylkeskommune", scopes=SCOPES)
+    ot_unit = await stack.add_unit(ot, name="Oppfølgingstjenesten", kind="ot")
+    adviser = await stack.add_staff(ot, ot_unit, roles=("ot_radgiver",))
+    await stack.http.post(
+        "/api/v1/participants",
+        json={"national_id": KARI, "name": "Kari", "source_system": "OT-systemet"},
+        headers=await stack.as_org(ot),
+    )
+    assigned = await stack.http.post(
+        f"{w.url}/assignments",
+        json={"role": "ot_radgiver", "staff_id": str(adviser.id)},
+        headers=await stack.as_org(ot),
+    )
+    assert assigned.status_code == 201, assigned.text
+    recorded = await stack.http.post(
+        f"{w.url}/events",
+        json={
+            "type": "fravaer.registrert",
+            "occurred_at": "2026-11-20T08:00:00+01:00",
+            "payload": {"period_start": "2026-11-16", "period_end": "2026-11-20", "days": 3},
+            "source_system": "Visma InSchool",
+        },
+        headers=await stack.as_org(w.skole),
+    )
+    assert recorded.status_code == 201, recorded.text
+    timeline = f"{w.url}/timeline"
+
+    without = await stack.http.get(timeline, headers=stack.as_staff(ot, adviser))
+    consents.give(
+        uuid.UUID(w.participant), consent(("attendance",), recipients=frozenset({"fylkeskommune"}))
+    )
+    following_up = await stack.http.get(timeline, headers=stack.as_staff(ot, adviser))
+    for_contact = await stack.http.get(timeline, headers=stack.as_staff(ot, adviser, "kontakt"))
+
+    assert without.status_code == 200 and without.json()["items"] == []
+    [absence] = following_up.json()["items"]
+    assert absence["type"] == "fravaer.registrert" and absence["payload"]["days"] == 3
+    assert absence["source"]["orgnr"] == SKOLE
+    # The consent is for follow-up; absence crosses for no other purpose.
+    assert for_contact.json()["items"] == []
