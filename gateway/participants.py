@@ -72,7 +72,8 @@ EventWriter = Annotated[CallerContext, Depends(require_scope("events:write"))]
 
 router = APIRouter(
     prefix="/api/v1",
-    responses=problem_responses(401, 403, 422, 503),
+    # 400: a missing or refused Broen-Purpose, on the routes that answer with participant data.
+    responses=problem_responses(400, 401, 403, 422, 503),
 )
 
 
