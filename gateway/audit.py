@@ -81,23 +81,20 @@ import time as _time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from joserfc import jws
-from joserfc.errors import JoseError
-from joserfc.jwk import KeySet, OKPKey
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from gateway import store
 from shared.db import sqlite_writes
 from shared.internal_auth import CallerContext
-from shared.keys import AUDIT_SIGNING_JWKS, read_json
+from shared.keys import AUDIT_SIGNING_JWKS
 from shared.problems import ServiceUnavailable
-from shared.settings import ConfigurationError
+from shared.signing import InvalidSignature, SigningKeyError, ValidityKeys
 
 log = logging.getLogger("broen.audit")
 
@@ -105,8 +102,6 @@ FORMAT_VERSION = 1
 GENESIS_HASH = "0" * 64
 ALGORITHM = "Ed25519"
 HEAD_TYPE = "broen-audit-head+jws"
-# A key's not_before is stamped where the key was made; allow for that clock being ahead.
-NOT_BEFORE_LEEWAY = timedelta(minutes=5)
 VERIFY_BATCH = 10_000
 
 # Identifiers only: no whitespace (so no names or message text), and no 11-digit number
@@ -429,36 +424,12 @@ class AuditWriter:
 
 # ---------------------------------------------------------------------------- signing keys
 
+# The audit key file's errors keep the name the gateway has always raised.
+AuditKeyError = SigningKeyError
 
-class AuditKeyError(ConfigurationError):
-    """The audit key file exists but cannot serve as the audit keys."""
 
-
-class InvalidHead(Exception):
+class InvalidHead(InvalidSignature):
     """A signed head that does not verify; the message says why."""
-
-
-@dataclass(frozen=True)
-class AuditKey:
-    key: OKPKey
-    kid: str
-    not_before: datetime
-    not_after: datetime | None
-
-    def valid_at(self, moment: datetime) -> bool:
-        if moment < self.not_before - NOT_BEFORE_LEEWAY:
-            return False
-        return self.not_after is None or moment <= self.not_after
-
-
-def _parse_time(value: Any, where: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        raise AuditKeyError(f"{where}: {value!r} is not an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        raise AuditKeyError(f"{where}: {value!r} has no time zone")
-    return moment
 
 
 @dataclass(frozen=True)
@@ -469,99 +440,36 @@ class HeadClaims:
     kid: str
 
 
-class AuditKeys:
-    """The audit-head keys: the last one signs (when private), every one verifies."""
+class AuditKeys(ValidityKeys):
+    """The audit-head keys (`audit-signing.jwks.json`): the last one signs, every one verifies."""
 
-    def __init__(self, keys: Sequence[AuditKey]) -> None:
-        if not keys:
-            raise AuditKeyError("no audit keys")
-        self.keys = tuple(keys)
-        self._by_kid = {key.kid: key for key in keys}
-
-    @classmethod
-    def load(cls, keys_dir: Path) -> AuditKeys:
-        """The gateway's audit keys (`audit-signing.jwks.json`); the signing key is private."""
-        keys = cls.from_jwks(
-            read_json(keys_dir, AUDIT_SIGNING_JWKS), str(keys_dir / AUDIT_SIGNING_JWKS)
-        )
-        if not keys.keys[-1].key.is_private:
-            raise AuditKeyError(f"{keys_dir / AUDIT_SIGNING_JWKS}: the last key must be private")
-        return keys
-
-    @classmethod
-    def from_jwks(cls, data: Any, where: str = "audit keys") -> AuditKeys:
-        """Keys from a JWKS, private or public (the published set verifies as well)."""
-        try:
-            imported = KeySet.import_key_set(data).keys
-            members = list(data["keys"])
-        except (JoseError, ValueError, TypeError, KeyError):
-            raise AuditKeyError(f"{where} is not a valid JWKS") from None
-        keys = []
-        for key, member in zip(imported, members, strict=True):
-            if not isinstance(key, OKPKey) or key.curve_name != "Ed25519" or not key.kid:
-                raise AuditKeyError(f"{where} must hold Ed25519 keys with a kid")
-            if "not_before" not in member:
-                raise AuditKeyError(f"{where}: key {key.kid} has no not_before")
-            not_after = member.get("not_after")
-            keys.append(
-                AuditKey(
-                    key=key,
-                    kid=str(key.kid),
-                    not_before=_parse_time(member["not_before"], f"{where}: {key.kid}"),
-                    not_after=None
-                    if not_after is None
-                    else _parse_time(not_after, f"{where}: {key.kid}"),
-                )
-            )
-        return cls(keys)
-
-    def public_jwks(self) -> dict[str, Any]:
-        """Every verifying key, public parts only, with its validity period."""
-        published = []
-        for audit_key in self.keys:
-            public = audit_key.key.as_dict(private=False)
-            public.pop("d", None)
-            public.update(alg=ALGORITHM, use="sig", not_before=format_time(audit_key.not_before))
-            if audit_key.not_after is not None:
-                public["not_after"] = format_time(audit_key.not_after)
-            else:
-                public.pop("not_after", None)
-            published.append(public)
-        return {"keys": published}
+    filename = AUDIT_SIGNING_JWKS
+    algorithm = ALGORITHM
+    label = "audit keys"
 
     def sign_head(self, *, seq: int, hash: str, time: datetime) -> str:
-        signer = self.keys[-1]
         payload = canonical_json({"hash": hash, "seq": seq, "time": format_time(time)})
-        header = {"alg": ALGORITHM, "kid": signer.kid, "typ": HEAD_TYPE}
-        return jws.serialize_compact(header, payload.encode(), signer.key, algorithms=[ALGORITHM])
+        return self.sign(payload.encode(), typ=HEAD_TYPE)
 
     def verify_head(self, token: str) -> HeadClaims:
         """The head a compact JWS signs, or InvalidHead saying what is wrong."""
         try:
-            header = jws.extract_compact(token.encode()).protected
-        except (JoseError, ValueError, TypeError):
-            raise InvalidHead("not a compact JWS") from None
-        kid = header.get("kid")
-        audit_key = self._by_kid.get(str(kid))
-        if audit_key is None:
-            raise InvalidHead(f"signed with an unknown key {kid!r}")
-        if header.get("typ") != HEAD_TYPE or header.get("alg") != ALGORITHM:
-            raise InvalidHead("not an audit head (typ or alg)")
+            verified = self.verify(token, typ=HEAD_TYPE)
+        except InvalidSignature as problem:
+            raise InvalidHead(str(problem)) from None
         try:
-            payload = jws.deserialize_compact(token, audit_key.key, algorithms=[ALGORITHM]).payload
-        except (JoseError, ValueError, TypeError):
-            raise InvalidHead(f"the signature does not verify with key {kid}") from None
-        try:
-            claims = json.loads(payload)
+            claims = json.loads(verified.payload)
             seq, digest = claims["seq"], claims["hash"]
             moment = datetime.fromisoformat(claims["time"].replace("Z", "+00:00"))
         except (ValueError, TypeError, KeyError, AttributeError):
             raise InvalidHead("the signed payload is not a head") from None
         if type(seq) is not int or seq < 0 or not re.fullmatch(r"[0-9a-f]{64}", str(digest)):
             raise InvalidHead("the signed payload is not a head")
-        if not audit_key.valid_at(moment):
-            raise InvalidHead(f"signed at {claims['time']}, outside the validity of key {kid}")
-        return HeadClaims(seq=seq, hash=digest, time=moment, kid=audit_key.kid)
+        try:
+            verified.check_signed_at(moment)
+        except InvalidSignature as problem:
+            raise InvalidHead(str(problem)) from None
+        return HeadClaims(seq=seq, hash=digest, time=moment, kid=verified.kid)
 
 
 # ------------------------------------------------------------------------------ heads

@@ -24,7 +24,12 @@ INTERNAL_JWKS = "internal-jwks.json"
 # every one verifies. Each key carries its validity ("not_before", and "not_after" once it is
 # retired), so heads signed before a rotation still verify against the published keys.
 AUDIT_SIGNING_JWKS = "audit-signing.jwks.json"
+# The consent service's receipt signing keys, a JWKS like the audit keys: published with their
+# validity periods, so a receipt signed before a rotation still verifies.
+RECEIPT_SIGNING_JWKS = "receipt-signing.jwks.json"
 COMPONENTS = ("gateway", "participant", "consent", "messaging")
+# The components that encrypt fields (free text, national ids) with a master key.
+DATA_KEY_COMPONENTS = ("participant", "consent", "messaging")
 
 
 class MissingKey(ConfigurationError):
@@ -91,7 +96,7 @@ def init_keys_dir(keys_dir: Path) -> list[str]:
     if not jwks_path.exists():
         jwks_path.write_text(json.dumps({"keys": public}, indent=2))
         written.append(jwks_path.name)
-    for component in ("participant", "messaging"):
+    for component in DATA_KEY_COMPONENTS:
         path = keys_dir / data_keys_file(component)
         if not path.exists():
             kid = f"mk-{secrets.token_hex(4)}"
@@ -108,15 +113,30 @@ def init_keys_dir(keys_dir: Path) -> list[str]:
     if not token_path.exists():
         write_secret_json(token_path, {"keys": [new_signing_key("tok").as_dict(private=True)]})
         written.append(token_path.name)
-    audit_path = keys_dir / AUDIT_SIGNING_JWKS
-    if not audit_path.exists():
-        write_secret_json(audit_path, {"keys": [new_audit_signing_key(datetime.now(UTC))]})
-        written.append(audit_path.name)
+    for name, new_key in (
+        (AUDIT_SIGNING_JWKS, new_audit_signing_key),
+        (RECEIPT_SIGNING_JWKS, new_receipt_signing_key),
+    ):
+        path = keys_dir / name
+        if not path.exists():
+            write_secret_json(path, {"keys": [new_key(datetime.now(UTC))]})
+            written.append(path.name)
     return written
+
+
+def new_validity_signing_key(kid_prefix: str, alg: str, not_before: datetime) -> dict[str, Any]:
+    """A private Ed25519 signing key (JWK) for `alg`, valid from `not_before` on."""
+    key = new_signing_key(kid_prefix).as_dict(private=True)
+    stamp = not_before.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return {**key, "alg": alg, "not_before": stamp}
 
 
 def new_audit_signing_key(not_before: datetime) -> dict[str, Any]:
     """A private audit-head signing key (JWK) valid from `not_before` on."""
-    key = new_signing_key("audit").as_dict(private=True)
-    stamp = not_before.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    return {**key, "alg": "Ed25519", "not_before": stamp}
+    return new_validity_signing_key("audit", "Ed25519", not_before)
+
+
+def new_receipt_signing_key(not_before: datetime) -> dict[str, Any]:
+    """A private consent-receipt signing key (JWK) valid from `not_before` on. Receipts are
+    signed as "EdDSA", the name most verifiers know Ed25519 by (services/consent/receipts.py)."""
+    return new_validity_signing_key("receipt", "EdDSA", not_before)
