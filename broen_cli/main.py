@@ -21,6 +21,7 @@ from broen_cli.common import (
 )
 from broen_cli.dev import database_is_empty, demo_staff_table, dev_app, seed_demo_world
 from broen_cli.directory import org_app, staff_app, unit_app
+from broen_cli.legal import legal_app
 from shared.keys import init_keys_dir
 from shared.migrations import upgrade
 from shared.settings import ConfigurationError, DevModeRefused, ensure_dev_mode_is_safe
@@ -40,6 +41,7 @@ admin_app.add_typer(org_app, name="org")
 admin_app.add_typer(unit_app, name="unit")
 admin_app.add_typer(staff_app, name="staff")
 admin_app.add_typer(keys_app, name="keys")
+admin_app.add_typer(legal_app, name="legal-basis")
 
 
 def _client_app() -> typer.Typer:

@@ -10,13 +10,14 @@ from fastapi import FastAPI
 
 from gateway.audit import AuditKeys, AuditWriter, HeadSigner
 from gateway.audit_routes import router as audit_router
-from gateway.clients import ParticipantClient, Upstream
+from gateway.clients import ConsentClient, ParticipantClient, Upstream
+from gateway.consents import router as consents_router
 from gateway.innsyn import router as innsyn_router
 from gateway.oauth import AuthRuntime
 from gateway.oauth import router as oauth_router
 from gateway.participants import router as participants_router
 from gateway.personvern import Personvern
-from gateway.policy import ConsentSource, GivenGrants, load_policy
+from gateway.policy import ConsentSource, load_policy
 from gateway.settings import GatewaySettings
 from shared.app import install_common
 from shared.db import make_engine, make_sessionmaker
@@ -34,8 +35,7 @@ def create_app(
     consents: ConsentSource | None = None,
 ) -> FastAPI:
     """`upstream_transports` lets tests put the services in-process behind the gateway;
-    `consents` is where decisions read consents and legal bases (none are given until the
-    consent service is wired in)."""
+    `consents` replaces the consent service as the source the decisions read."""
     ensure_dev_mode_is_safe(settings)
     transports = upstream_transports or {}
     # Keys and the policy load now: a missing key or an invalid policy stops the start
@@ -59,7 +59,6 @@ def create_app(
             settings.audit_head_file,
             interval_seconds=settings.audit_head_interval_seconds,
         )
-        app.state.personvern = Personvern(policy, consents or GivenGrants(), audit_writer)
         participant = Upstream(
             "participant",
             settings.participant_url,
@@ -68,12 +67,20 @@ def create_app(
             transport=transports.get("participant"),
         )
         app.state.participant_client = ParticipantClient(participant)
+        consent = Upstream(
+            "consent", settings.consent_url, signer, settings, transport=transports.get("consent")
+        )
+        app.state.consent_client = ConsentClient(consent)
+        app.state.personvern = Personvern(
+            policy, consents or app.state.consent_client, audit_writer
+        )
         await audit_writer.start()
         await head_signer.start()
         try:
             yield
         finally:
             await participant.aclose()
+            await consent.aclose()
             # Queued entries are written, then the last head signed and exported.
             await audit_writer.aclose()
             await head_signer.aclose()
@@ -91,4 +98,5 @@ def create_app(
     app.include_router(participants_router)
     app.include_router(audit_router)
     app.include_router(innsyn_router)
+    app.include_router(consents_router)
     return app

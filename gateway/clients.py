@@ -4,14 +4,17 @@ upstream, explicit timeouts, internal tokens on every call, problems turned into
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
+from gateway.policy.consents import Consent, ConsentUnavailable, Grants, LegalBasis
 from gateway.settings import GatewaySettings
+from services.consent.schemas import Grant, GrantsAnswer, GrantsQuery
 from services.participant.schemas import OrganisationRead, ParticipantRead, StaffRead
 from shared.app import REQUEST_ID_HEADER, current_request_id
 from shared.internal_auth import CallerContext, InternalTokenSigner, internal_headers
@@ -97,6 +100,23 @@ class Upstream:
             raise _problem_from(self.name, response)
         return response
 
+    async def fetch(
+        self,
+        model: type[M],
+        method: str,
+        path: str,
+        caller: CallerContext,
+        *,
+        content: bytes | None = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[M, int]:
+        """The answer parsed into its model, and the status."""
+        response = await self.call(
+            method, path, caller, content=content, params=params, headers=headers
+        )
+        return model.model_validate_json(response.content), response.status_code
+
     async def aclose(self) -> None:
         await self.http.aclose()
 
@@ -153,10 +173,9 @@ class ParticipantClient:
         headers: dict[str, str] | None = None,
     ) -> tuple[M, int]:
         """A participant sub-resource parsed into its model, and the upstream status."""
-        response = await self.upstream.call(
-            method, path, caller, content=content, params=params, headers=headers
+        return await self.upstream.fetch(
+            model, method, path, caller, content=content, params=params, headers=headers
         )
-        return model.model_validate_json(response.content), response.status_code
 
     async def read_organisation(self, caller: CallerContext, orgnr: str) -> OrganisationRead | None:
         """An organisation of the directory, or None if there is none."""
@@ -197,4 +216,50 @@ def _answer(response: httpx.Response) -> ParticipantAnswer:
         status=response.status_code,
         etag=response.headers.get("ETag"),
         relationships=frozenset(response.headers.get(RELATIONSHIP_HEADER, "").split()) - {"none"},
+    )
+
+
+# The gateway's own identity when it asks a service for itself (not for a caller).
+GATEWAY_ITSELF = CallerContext(kind="service", client_id="gateway")
+
+
+class ConsentClient:
+    """The consent service: the gateway's consent source, and its routes' upstream."""
+
+    def __init__(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+
+    async def grants_for(self, participant_ids: Sequence[uuid.UUID]) -> Mapping[uuid.UUID, Grants]:
+        """The consents not withdrawn and the legal bases, per participant, in one call; any
+        failure is ConsentUnavailable, so the decision withholds (fail closed)."""
+        body = GrantsQuery(participant_ids=list(participant_ids)).model_dump_json().encode()
+        try:
+            answer, _ = await self.upstream.fetch(
+                GrantsAnswer, "POST", "/internal/v1/grants", GATEWAY_ITSELF, content=body
+            )
+        except (Problem, ValidationError) as error:
+            raise ConsentUnavailable(type(error).__name__) from None
+        bases = tuple(
+            LegalBasis(ref=b.ref, valid_from=b.valid_from, valid_to=b.valid_to)
+            for b in answer.legal_bases
+        )
+        return {
+            participant_id: Grants(
+                tuple(_consent(grant) for grant in answer.consents.get(participant_id, ())),
+                bases,
+            )
+            for participant_id in participant_ids
+        }
+
+
+def _consent(grant: Grant) -> Consent:
+    return Consent(
+        id=str(grant.id),
+        grantor=grant.grantor,
+        disclosers=frozenset(grant.disclosers),
+        recipients=frozenset(grant.recipients),
+        categories=frozenset(grant.categories),
+        purposes=frozenset(grant.purposes),
+        valid_from=grant.valid_from,
+        valid_to=grant.valid_to,
     )

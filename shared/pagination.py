@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Query
@@ -33,3 +36,22 @@ def decode_cursor(cursor: str, arity: int) -> list[Any]:
     if not isinstance(key, list) or len(key) != arity:
         raise ValidationProblem("The cursor is not one this API gave out.")
     return key
+
+
+def moment_after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    """The (moment, id) a keyset page continues after, from a cursor `next_cursor` made."""
+    if cursor is None:
+        return None
+    moment, row_id = decode_cursor(cursor, 2)
+    try:
+        return datetime.fromisoformat(moment), uuid.UUID(row_id)
+    except (TypeError, ValueError):
+        raise ValidationProblem("The cursor is not one this API gave out.") from None
+
+
+def next_cursor(items: Sequence[Any], limit: int, moment: str) -> str | None:
+    """Where the next page starts: the last item's (moment, id), or None at the end."""
+    if len(items) < limit:
+        return None
+    last = items[-1]
+    return encode_cursor(getattr(last, moment).isoformat(), str(last.id))

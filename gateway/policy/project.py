@@ -17,6 +17,7 @@ from gateway.policy.decide import (
     Context,
     Decision,
     DecisionRequest,
+    FieldDecision,
     Owner,
     Subject,
     decide,
@@ -77,6 +78,13 @@ def project_participant(participant: ParticipantRead, decision: Decision) -> Par
         withheld=withheld_of(decision),
         **{f: getattr(participant, f) for f in released},
     )
+
+
+def whole_resource_decision(policy: Policy, resource: str, purpose: str) -> Decision:
+    """A resource released as a whole to a caller the gate let through (the consents about
+    a participant): the decision the audit log records for it."""
+    released = FieldDecision("all", None, True, "relationship", "relationship", "roles")
+    return Decision(policy.version, resource, purpose, (released,))
 
 
 def withheld_of(decision: Decision) -> list[Withheld]:

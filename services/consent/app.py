@@ -2,17 +2,25 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.consent.routes import internal, router
 from services.consent.settings import ConsentSettings
 from shared.app import create_service_app, service_lifespan
+from shared.crypto import Keyring
 from shared.settings import ensure_dev_mode_is_safe
 
 COMPONENT = "consent"
-TRUSTED_CALLERS = {"gateway", "participant", "consent", "messaging"} - {COMPONENT}
+TRUSTED_CALLERS = {"gateway", "participant", "messaging"}
 
 
 def create_app(settings: ConsentSettings) -> FastAPI:
-    """Health and readiness only so far; its API arrives with the consent issue."""
     ensure_dev_mode_is_safe(settings)
-    lifespan = service_lifespan(settings, COMPONENT, TRUSTED_CALLERS)
+    lifespan = service_lifespan(
+        settings,
+        COMPONENT,
+        TRUSTED_CALLERS,
+        state={"keyring": Keyring.load(settings.keys_dir, COMPONENT)},
+    )
     app = create_service_app("Broen consent service", lifespan)
+    app.include_router(router)
+    app.include_router(internal)
     return app

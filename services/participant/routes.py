@@ -1,9 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Response
 from pydantic import AwareDatetime
@@ -34,8 +32,8 @@ from services.participant.schemas import (
 )
 from shared.db import SessionDep
 from shared.internal_auth import CallerDep, require_internal_caller
-from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
-from shared.problems import PreconditionRequired, ValidationProblem, problem_responses
+from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, moment_after, next_cursor
+from shared.problems import PreconditionRequired, problem_responses
 from shared.vocabulary import Role
 
 # The caller's relationships to the participant (registered, assigned, same_unit,
@@ -119,24 +117,6 @@ async def update_participant(
     return _answer(view)
 
 
-def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    if cursor is None:
-        return None
-    recorded_at, row_id = decode_cursor(cursor, 2)
-    try:
-        return datetime.fromisoformat(recorded_at), uuid.UUID(row_id)
-    except (TypeError, ValueError):
-        raise ValidationProblem("The cursor is not one this API gave out.") from None
-
-
-def _next_cursor(items: Sequence[Any], limit: int, moment: str = "recorded_at") -> str | None:
-    """Where the next page starts: the last item's (moment, id), or None at the end."""
-    if len(items) < limit:
-        return None
-    last = items[-1]
-    return encode_cursor(getattr(last, moment).isoformat(), str(last.id))
-
-
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -169,7 +149,7 @@ async def list_assignments(
 ) -> AssignmentPage:
     """Assignments, current and past, oldest first; `at` gives those in force then."""
     items = await assignments.list_assignments(
-        session, caller, participant_id, role=role, at=at, after=_after(cursor), limit=limit
+        session, caller, participant_id, role=role, at=at, after=moment_after(cursor), limit=limit
     )
     facts = await service.decision_facts(
         session,
@@ -179,7 +159,9 @@ async def list_assignments(
         orgnrs={a.orgnr for a in items},
         unit_ids={a.unit_id for a in items},
     )
-    return AssignmentPage(items=items, next_cursor=_next_cursor(items, limit), facts=facts)
+    return AssignmentPage(
+        items=items, next_cursor=next_cursor(items, limit, "recorded_at"), facts=facts
+    )
 
 
 @router.post("/{participant_id}/events", status_code=201, responses=problem_responses(409))
@@ -216,7 +198,7 @@ async def read_timeline(
 ) -> TimelinePage:
     """The participant's events in the order they happened."""
     items = await timeline.timeline(
-        session, keyring, caller, participant_id, after=_after(cursor), limit=limit
+        session, keyring, caller, participant_id, after=moment_after(cursor), limit=limit
     )
     facts = await service.decision_facts(
         session,
@@ -227,7 +209,7 @@ async def read_timeline(
         payload_categories=timeline.payload_categories(catalogue, items),
     )
     return TimelinePage(
-        items=items, next_cursor=_next_cursor(items, limit, moment="occurred_at"), facts=facts
+        items=items, next_cursor=next_cursor(items, limit, "occurred_at"), facts=facts
     )
 
 
@@ -250,12 +232,14 @@ async def list_programmes(
 ) -> ProgrammePage:
     """Programme participation, oldest first."""
     items = await assignments.list_programmes(
-        session, caller, participant_id, after=_after(cursor), limit=limit
+        session, caller, participant_id, after=moment_after(cursor), limit=limit
     )
     facts = await service.decision_facts(
         session, keyring, caller, participant_id, orgnrs={p.orgnr for p in items}
     )
-    return ProgrammePage(items=items, next_cursor=_next_cursor(items, limit), facts=facts)
+    return ProgrammePage(
+        items=items, next_cursor=next_cursor(items, limit, "recorded_at"), facts=facts
+    )
 
 
 @router.patch("/{participant_id}/programmes/{participation_id}")

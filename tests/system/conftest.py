@@ -22,6 +22,8 @@ from gateway.app import create_app as create_gateway
 from gateway.oauth import register_client
 from gateway.policy import GivenGrants
 from gateway.settings import GatewaySettings
+from services.consent.app import create_app as create_consent
+from services.consent.settings import ConsentSettings
 from services.participant import directory
 from services.participant import store as participant_store
 from services.participant.app import create_app as create_participant
@@ -45,6 +47,7 @@ class Organisation:
 class Stack:
     gateway: FastAPI
     participant: FastAPI
+    consent: FastAPI
     http: httpx.AsyncClient
     gateway_settings: GatewaySettings
     participant_settings: ParticipantSettings
@@ -180,14 +183,18 @@ class Stack:
 
 
 @pytest.fixture
-def consents() -> GivenGrants:
-    """The consents and legal bases the gateway's decisions read (until the consent service)."""
-    return GivenGrants()
+def consents() -> GivenGrants | None:
+    """Where the gateway's decisions read consents: the consent service (None), or grants a
+    test gives directly (a module overrides this fixture with a GivenGrants)."""
+    return None
 
 
 @pytest.fixture
 async def stack(
-    database_url: Callable[[str], str], keys_dir: Path, tmp_path: Path, consents: GivenGrants
+    database_url: Callable[[str], str],
+    keys_dir: Path,
+    tmp_path: Path,
+    consents: GivenGrants | None,
 ) -> AsyncIterator[Stack]:
     participant_settings = ParticipantSettings(
         database_url=database_url("participant"), keys_dir=keys_dir
@@ -197,18 +204,26 @@ async def stack(
         keys_dir=keys_dir,
         issuer=ISSUER,
         participant_url="http://participant.internal",
+        consent_url="http://consent.internal",
         audit_head_file=tmp_path / "audit-head.json",
     )
     participant = create_participant(participant_settings)
+    consent = create_consent(
+        ConsentSettings(database_url=database_url("consent"), keys_dir=keys_dir)
+    )
     gateway = create_gateway(
         gateway_settings,
-        upstream_transports={"participant": httpx.ASGITransport(app=participant)},
+        upstream_transports={
+            "participant": httpx.ASGITransport(app=participant),
+            "consent": httpx.ASGITransport(app=consent),
+        },
         consents=consents,
     )
     async with AsyncExitStack() as stack_:
         await stack_.enter_async_context(participant.router.lifespan_context(participant))
+        await stack_.enter_async_context(consent.router.lifespan_context(consent))
         await stack_.enter_async_context(gateway.router.lifespan_context(gateway))
         http = await stack_.enter_async_context(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url=ISSUER)
         )
-        yield Stack(gateway, participant, http, gateway_settings, participant_settings)
+        yield Stack(gateway, participant, consent, http, gateway_settings, participant_settings)

@@ -1,13 +1,12 @@
 """Personvern through the whole stack, as a teacher, a veileder, an auditor and a participant
 meet it: the policy's decision on every read, projection, the audit log and innsyn. On
-SQLite and PostgreSQL; consents come from the `consents` fixture until the consent service."""
+SQLite and PostgreSQL. Consents here are given to the decisions directly (the `consents`
+fixture); tests/system/test_consents.py goes through the consent service."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -17,100 +16,20 @@ from sqlalchemy import select
 from gateway import audit
 from gateway.app import create_app
 from gateway.models import AuditEntry
-from gateway.policy import SHIPPED_POLICY, Consent, GivenGrants
+from gateway.policy import SHIPPED_POLICY, GivenGrants
 from gateway.settings import GatewaySettings
-from services.participant.schemas import StaffRead, UnitRead
 from shared.settings import ConfigurationError
-from tests.system.conftest import Organisation, Stack
+from tests.system.conftest import Stack
+from tests.system.world import KARI, NAV, SCOPES, SKOLE, consent, entries, shown, world
 
 pytestmark = pytest.mark.anyio
 
-NAV = "889640782"
-SKOLE = "310123455"
-KARI = "15080551212"
-SCOPES = ["participants:read", "participants:write", "events:write", "audit:read"]
 
-
-@dataclass
-class World:
-    nav: Organisation
-    skole: Organisation
-    nav_unit: UnitRead
-    veileder: StaffRead
-    teacher: StaffRead
-    other_teacher: StaffRead
-    participant: str
-
-    @property
-    def url(self) -> str:
-        return f"/api/v1/participants/{self.participant}"
-
-
-async def world(stack: Stack, **nav_values: object) -> World:
-    """NAV and a school follow Kari: NAV registered her with its contact details and
-    assigned a veileder; the school registered her and assigned a kontaktlærer."""
-    nav = await stack.add_organisation(NAV, "nav", scopes=SCOPES)
-    skole = await stack.add_organisation(SKOLE, "skole", scopes=SCOPES)
-    nav_unit = await stack.add_unit(nav, name="NAV Grünerløkka", kind="nav_kontor")
-    school_unit = await stack.add_unit(skole, name="Vg1", kind="skole")
-    veileder = await stack.add_staff(nav, nav_unit, roles=("veileder",))
-    teacher = await stack.add_staff(skole, school_unit, roles=("kontaktlaerer",))
-    other_teacher = await stack.add_staff(skole, school_unit, roles=("kontaktlaerer",))
-    registered = await stack.http.post(
-        "/api/v1/participants",
-        json={
-            "national_id": KARI,
-            "name": "Kari Nordmann",
-            "phone": "+47 912 34 567",
-            "email": "kari@nav.example",
-            "source_system": "Arena",
-            **nav_values,
-        },
-        headers=await stack.as_org(nav),
-    )
-    assert registered.status_code == 201, registered.text
-    participant = registered.json()["id"]
-    school_registered = await stack.http.post(
-        "/api/v1/participants",
-        json={"national_id": KARI, "name": "Kari N.", "source_system": "Visma InSchool"},
-        headers=await stack.as_org(skole),
-    )
-    assert school_registered.status_code == 201, school_registered.text
-    for organisation, role, staff in (
-        (nav, "veileder", veileder),
-        (skole, "kontaktlaerer", teacher),
-    ):
-        assigned = await stack.http.post(
-            f"/api/v1/participants/{participant}/assignments",
-            json={"role": role, "staff_id": str(staff.id)},
-            headers=await stack.as_org(organisation),
-        )
-        assert assigned.status_code == 201, assigned.text
-    return World(nav, skole, nav_unit, veileder, teacher, other_teacher, participant)
-
-
-def consent(categories: tuple[str, ...], **overrides: object) -> Consent:
-    values: dict[str, object] = {
-        "id": str(uuid.uuid4()),
-        "grantor": "participant",
-        "disclosers": frozenset({"nav", "skole"}),
-        "recipients": frozenset({"nav", "skole"}),
-        "categories": frozenset(categories),
-        "purposes": frozenset({"oppfolging"}),
-        "valid_from": datetime.now(UTC) - timedelta(days=1),
-    }
-    values.update(overrides)
-    return Consent(**values)  # type: ignore[arg-type]
-
-
-async def entries(stack: Stack) -> list[dict[str, object]]:
-    async with stack.gateway.state.sessionmaker() as session:
-        rows = (await session.scalars(select(AuditEntry).order_by(AuditEntry.seq))).all()
-    return [{"participant_id": r.participant_id, **json.loads(r.content)} for r in rows]
-
-
-def shown(body: dict[str, object]) -> dict[str, str]:
-    return {w["field"]: w["reason"] for w in body["withheld"]}  # type: ignore[attr-defined,index]
+@pytest.fixture
+def consents() -> GivenGrants:
+    """Grants given directly by each test: the decisions' release path, apart from the
+    consent service (tests/system/test_consents.py goes through the service)."""
+    return GivenGrants()
 
 
 async def test_kontaktlaerer_without_consent_sees_no_nav_fields_and_the_log_says_why(
