@@ -12,6 +12,7 @@ from gateway.audit import AuditKeys, AuditWriter, HeadSigner
 from gateway.audit_routes import router as audit_router
 from gateway.clients import ConsentClient, ParticipantClient, Upstream
 from gateway.consents import router as consents_router
+from gateway.consents import well_known as consents_well_known
 from gateway.innsyn import router as innsyn_router
 from gateway.oauth import AuthRuntime
 from gateway.oauth import router as oauth_router
@@ -99,4 +100,5 @@ def create_app(
     app.include_router(audit_router)
     app.include_router(innsyn_router)
     app.include_router(consents_router)
+    app.include_router(consents_well_known)
     return app

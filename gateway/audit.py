@@ -94,7 +94,7 @@ from shared.db import sqlite_writes
 from shared.internal_auth import CallerContext
 from shared.keys import AUDIT_SIGNING_JWKS
 from shared.problems import ServiceUnavailable
-from shared.signing import InvalidSignature, SigningKeyError, ValidityKeys
+from shared.signing import InvalidSignature, SigningKeyError, ValidityKeys, format_time
 
 log = logging.getLogger("broen.audit")
 
@@ -205,10 +205,6 @@ class AuditRecord(BaseModel):
             "policy_version": self.policy_version,
             "request_id": self.request_id,
         }
-
-
-def format_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def canonical_json(value: Any) -> str:

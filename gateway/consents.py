@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 
-from gateway.clients import ConsentClient, ParticipantClient, Upstream
+from gateway.clients import GATEWAY_ITSELF, ConsentClient, ParticipantClient, Upstream
 from gateway.deps import CallerDep, require_scope
 from gateway.personvern import PersonvernDep, PurposeDep
 from gateway.policy import Context, Policy, PurposeNotAllowed, Subject, gate_reason, subject_of
@@ -32,6 +32,7 @@ from services.consent.schemas import (
     ConsentRequestList,
     ConsentRequestRead,
     LegalBasisList,
+    ReceiptRead,
     RecordedConsent,
     RequestAnswer,
 )
@@ -41,6 +42,7 @@ from shared.pagination import DEFAULT_LIMIT, Cursor, Limit
 from shared.problems import Forbidden, ValidationProblem, problem_responses
 
 router = APIRouter(prefix="/api/v1", responses=problem_responses(401, 403, 422, 503))
+well_known = APIRouter(prefix="/.well-known")
 
 ConsentReader = Annotated[CallerContext, Depends(require_scope("consents:read"))]
 ConsentWriter = Annotated[CallerContext, Depends(require_scope("consents:write"))]
@@ -414,6 +416,51 @@ async def withdraw_consent(
         ConsentRead, "POST", f"/api/v1/consents/{consent_id}/withdraw", caller
     )
     return _json(withdrawn)
+
+
+@router.get(
+    "/me/consents/{consent_id}/receipt",
+    tags=["me"],
+    response_model=ReceiptRead,
+    responses=problem_responses(404),
+)
+async def my_consent_receipt(
+    consent_id: uuid.UUID, caller: CallerDep, consents: ConsentUpstream
+) -> Response:
+    """A signed receipt of your consent, to keep or show to anyone."""
+    found, _ = await consents.fetch(
+        ReceiptRead, "GET", f"/api/v1/me/consents/{consent_id}/receipt", caller
+    )
+    return _json(found)
+
+
+@router.get(
+    "/consents/{consent_id}/receipt",
+    tags=["consents"],
+    response_model=ReceiptRead,
+    responses=problem_responses(404),
+)
+async def consent_receipt(
+    consent_id: uuid.UUID,
+    caller: ConsentReader,
+    personvern: PersonvernDep,
+    participants: Participants,
+    consents: ConsentUpstream,
+) -> Response:
+    """A signed receipt of a consent naming your organisation, about a participant you
+    work with."""
+    await _organisations_consent(personvern, participants, consents, caller, consent_id)
+    found, _ = await consents.fetch(
+        ReceiptRead, "GET", f"/api/v1/consents/{consent_id}/receipt", caller
+    )
+    return _json(found)
+
+
+@well_known.get("/consent-receipt-keys.json", tags=["consents"])
+async def consent_receipt_keys(consents: ConsentUpstream) -> Response:
+    """The keys that verify consent receipts (JWKS, with validity periods); no token needed."""
+    response = await consents.call("GET", "/api/v1/receipt-keys", GATEWAY_ITSELF)
+    return Response(response.content, media_type="application/json")
 
 
 @router.get("/legal-bases", tags=["consents"], response_model=LegalBasisList)

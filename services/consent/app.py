@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.consent.receipts import ReceiptKeys
 from services.consent.routes import internal, router
 from services.consent.settings import ConsentSettings
 from shared.app import create_service_app, service_lifespan
@@ -18,7 +19,10 @@ def create_app(settings: ConsentSettings) -> FastAPI:
         settings,
         COMPONENT,
         TRUSTED_CALLERS,
-        state={"keyring": Keyring.load(settings.keys_dir, COMPONENT)},
+        state={
+            "keyring": Keyring.load(settings.keys_dir, COMPONENT),
+            "receipt_keys": ReceiptKeys.load(settings.keys_dir),
+        },
     )
     app = create_service_app("Broen consent service", lifespan)
     app.include_router(router)

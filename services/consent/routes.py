@@ -5,11 +5,12 @@ terms, who may grant, and whether the caller may see the participant before it c
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 
 from services.consent import service, store
+from services.consent.receipts import ReceiptKeys, receipt_claims, sign_receipt
 from services.consent.schemas import (
     Acceptance,
     ConsentList,
@@ -21,6 +22,7 @@ from services.consent.schemas import (
     GrantsQuery,
     LegalBasisList,
     LegalBasisRead,
+    ReceiptRead,
     RecordedConsent,
 )
 from shared.crypto import Keyring
@@ -205,6 +207,44 @@ async def withdraw_consent(
 ) -> ConsentRead:
     consent = await service.organisations_consent(session, caller, consent_id)
     return await service.withdraw(session, keyring, caller, consent)
+
+
+# --- receipts ------------------------------------------------------------------------------
+
+
+def _receipt(request: Request, consent: ConsentRead) -> ReceiptRead:
+    keys: ReceiptKeys = request.app.state.receipt_keys
+    claims = receipt_claims(
+        consent, issuer=request.app.state.settings.receipt_issuer, now=service.now_utc()
+    )
+    return ReceiptRead(consent_id=consent.id, receipt=sign_receipt(keys, claims))
+
+
+@router.get("/me/consents/{consent_id}/receipt")
+async def my_receipt(
+    consent_id: uuid.UUID, request: Request, session: SessionDep, keyring: KeyringDep, me: Me
+) -> ReceiptRead:
+    consent = await service.participants_consent(session, me, consent_id)
+    return _receipt(request, await service.read_consent(session, keyring, consent))
+
+
+@router.get("/consents/{consent_id}/receipt")
+async def receipt(
+    consent_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    keyring: KeyringDep,
+    caller: Organisation,
+) -> ReceiptRead:
+    consent = await service.organisations_consent(session, caller, consent_id)
+    return _receipt(request, await service.read_consent(session, keyring, consent))
+
+
+@router.get("/receipt-keys")
+async def receipt_keys(request: Request) -> dict[str, Any]:
+    """The public receipt keys with their validity periods (a JWKS)."""
+    keys: ReceiptKeys = request.app.state.receipt_keys
+    return keys.public_jwks()
 
 
 # --- legal bases and grants ----------------------------------------------------------------

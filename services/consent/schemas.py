@@ -217,3 +217,11 @@ class GrantsAnswer(BaseModel):
 
     consents: dict[uuid.UUID, list[Grant]]
     legal_bases: list[LegalBasisRead]
+
+
+class ReceiptRead(BaseModel):
+    consent_id: uuid.UUID
+    receipt: str = Field(
+        description="A JWT (compact JWS) signed with Broen's receipt keys, published at "
+        "/.well-known/consent-receipt-keys.json; it states the consent as it stands now."
+    )

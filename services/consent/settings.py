@@ -10,3 +10,5 @@ class ConsentSettings(ComponentSettings):
 
     database_url: str = "sqlite+aiosqlite:///var/consent.db"
     port: int = 8002
+    # The `iss` of consent receipts: the public base URL of the gateway (its issuer).
+    receipt_issuer: str = "http://127.0.0.1:8000"

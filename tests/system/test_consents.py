@@ -4,6 +4,7 @@ withdrawing, and the gateway's decisions reading them. On SQLite and PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from datetime import UTC, date, datetime
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from sqlalchemy import select
 from stdnum.no import fodselsnummer
@@ -430,3 +432,30 @@ async def test_a_legal_basis_registered_by_the_operator_releases_what_the_policy
     async with stack.consent.state.sessionmaker() as session:
         [change] = (await session.scalars(select(LegalBasisChange))).all()
     assert change.changed_by == "drift-ola" and change.ref == "example-nav-utdanning"
+
+
+async def test_the_participant_gets_a_signed_receipt_anyone_can_verify_with_the_published_keys(
+    stack: Stack,
+) -> None:
+    w = await world(stack)
+    consent = await ask_and_accept(stack, w)
+
+    mine = await stack.http.get(
+        f"/api/v1/me/consents/{consent['id']}/receipt", headers=stack.as_citizen(w.participant)
+    )
+    teachers = await stack.http.get(
+        f"/api/v1/consents/{consent['id']}/receipt",
+        headers=stack.as_staff(w.skole, w.teacher, None, SCOPES_STAFF),
+    )
+    published = await stack.http.get("/.well-known/consent-receipt-keys.json")  # no token
+
+    assert mine.status_code == teachers.status_code == published.status_code == 200, mine.text
+    token = mine.json()["receipt"]
+    kid = jwt.get_unverified_header(token)["kid"]
+    [key] = [k for k in published.json()["keys"] if k["kid"] == kid]
+    claims = jwt.decode(token, jwt.PyJWK(key), algorithms=["EdDSA"], options={"verify_aud": False})
+    assert claims["piiPrincipalId"] == w.participant
+    assert claims["consent_id"] == consent["id"] and claims["status"] == "active"
+    assert claims["piiControllers"] == [{"piiController": SKOLE}]
+    assert "Kari" not in json.dumps(claims)
+    assert all("d" not in k for k in published.json()["keys"])
