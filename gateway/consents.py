@@ -133,12 +133,17 @@ async def visible_subject(
 
 
 def check_grantor(
-    policy: Policy, subject: Subject, purposes: Sequence[str], grantor: str
+    policy: Policy,
+    subject: Subject,
+    purposes: Sequence[str],
+    grantor: str,
+    effective: datetime | None = None,
 ) -> datetime | None:
-    """Refuse a grantor who may not grant at the participant's age (422 saying who may);
-    returns when a guardian's consent ends (the 18th birthday), if it is one."""
-    now = datetime.now(UTC)
-    may_grant = {p: sorted(grantors_counting(policy, subject, p, now)) for p in purposes}
+    """Refuse a grantor who may not grant at the participant's age when the consent takes
+    effect (422 saying who may); returns when a guardian's consent ends (the 18th
+    birthday), if it is one."""
+    moment = effective or datetime.now(UTC)
+    may_grant = {p: sorted(grantors_counting(policy, subject, p, moment)) for p in purposes}
     refused = {p: who for p, who in may_grant.items() if grantor not in who}
     if refused:
         said = "; ".join(
@@ -290,7 +295,9 @@ async def record_consent(
     subject = await visible_subject(
         personvern, participants, caller, data.participant_id, data.purposes
     )
-    ends_by = check_grantor(personvern.policy, subject, data.purposes, data.grantor)
+    ends_by = check_grantor(
+        personvern.policy, subject, data.purposes, data.grantor, data.valid_from
+    )
     recorded = RecordedConsent(**data.model_dump(), ends_by=ends_by)
     created, status = await consents.fetch(
         ConsentRead, "POST", "/api/v1/consents", caller, content=recorded.model_dump_json().encode()

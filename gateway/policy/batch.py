@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from gateway.policy.consents import Grants
-from gateway.policy.decide import Context, Decision, grantors_counting
+from gateway.policy.decide import Context, Decision, consent_counts
 from gateway.policy.document import Policy
 from gateway.policy.project import decide_participant
 from services.participant.schemas import ATTRIBUTE_FIELDS, ParticipantRead
@@ -19,7 +19,7 @@ _Key = tuple[
     frozenset[str],
     str | None,
     bool,
-    frozenset[str],
+    tuple[bool, ...],
     Grants,
     datetime,
     tuple[tuple[str, str] | None, ...],
@@ -48,8 +48,9 @@ def _decision_inputs(policy: Policy, context: Context, participant: ParticipantR
 
     Of the record it reads only who holds each attribute field (orgnr and agency type, or
     nobody). Of the context's subject (not the record's values) it reads the two flags, and
-    the birth date only through whose consent counts (`grantors_counting`), so records
-    differing only in birth date within an age band share a decision. The caller, purpose,
+    the birth date only through whether each consent counts (`consent_counts`: the age
+    band when it took effect, and adulthood now for a guardian's), so records differing
+    only in birth date share a decision when those agree. The caller, purpose,
     relationships and grants are taken whole (a consent's id is a released field's basis).
     `now` is taken whole too, because it decides which consents and legal bases are in
     force and the age band; a bulk check decides at one moment, so it costs no sharing.
@@ -65,7 +66,10 @@ def _decision_inputs(policy: Policy, context: Context, participant: ParticipantR
         context.relationships,
         subject.adressebeskyttelse,
         subject.skjermet,
-        grantors_counting(policy, subject, context.purpose, context.now),
+        tuple(
+            consent_counts(policy, subject, context.purpose, consent, context.now)
+            for consent in context.grants.consents
+        ),
         context.grants,
         context.now,
         tuple(owners),

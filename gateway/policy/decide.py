@@ -154,14 +154,29 @@ def age_on(birth_date: date, day: date) -> int:
 
 
 def grantors_counting(
-    policy: Policy, subject: Subject, purpose: str, now: datetime
+    policy: Policy, subject: Subject, purpose: str, moment: datetime
 ) -> frozenset[str]:
-    """Whose consent counts for this participant and purpose today (`minors`)."""
+    """Whose consent counts for this participant and purpose at `moment` (`minors`)."""
     under_16, from_16, from_18 = policy.grantors.get(purpose) or policy.grantors[None]
     if subject.birth_date is None:
         return under_16 & from_16 & from_18
-    age = age_on(subject.birth_date, now.date())
+    age = age_on(subject.birth_date, moment.date())
     return under_16 if age < 16 else from_16 if age < 18 else from_18
+
+
+def consent_counts(
+    policy: Policy, subject: Subject, purpose: str, consent: Consent, now: datetime
+) -> bool:
+    """Whether the consent's grantor could give it: at the participant's age when it took
+    effect (so a guardian's consent given at 15 still counts at 16), and a guardian's never
+    from the 18th birthday on, when parental responsibility ends."""
+    if consent.grantor not in grantors_counting(policy, subject, purpose, consent.valid_from):
+        return False
+    return not (consent.grantor == "guardian" and is_adult(subject, now))
+
+
+def is_adult(subject: Subject, now: datetime) -> bool:
+    return subject.birth_date is not None and age_on(subject.birth_date, now.date()) >= 18
 
 
 # An outcome before it is tied to a field: release, reason, rule, basis.
@@ -294,8 +309,7 @@ def _crossing(policy: Policy, context: Context, owner: Owner, category: str) -> 
     consent_rules = [rule for rule in rules if rule.kind == "consent"]
     if not consent_rules:
         return (False, NO_LEGAL_BASIS, rules[0].id, None)
-    grantors = grantors_counting(policy, context.subject, purpose, context.now)
-    consent = _consent(grants.consents, owner, caller, category, purpose, grantors, context.now)
+    consent = _consent(policy, context, owner, category)
     if consent is None:
         return (False, NO_CONSENT, consent_rules[0].id, None)
     return (True, CONSENT, consent_rules[0].id, consent.id)
@@ -305,26 +319,19 @@ def _legal_basis_in_force(grants: Grants, rule: Rule, now: datetime) -> bool:
     return any(b.ref == rule.legal_ref and b.in_force(now) for b in grants.legal_bases)
 
 
-def _consent(
-    consents: tuple[Consent, ...],
-    owner: Owner,
-    caller: CallerContext,
-    category: str,
-    purpose: str,
-    grantors: frozenset[str],
-    now: datetime,
-) -> Consent | None:
+def _consent(policy: Policy, context: Context, owner: Owner, category: str) -> Consent | None:
     """The consent that covers this crossing (the lowest id when several do: deterministic)."""
+    caller, purpose, now = context.caller, context.purpose, context.now
     chosen: Consent | None = None
-    for consent in consents:
+    for consent in context.grants.consents:
         if (
             category in consent.categories
             and purpose in consent.purposes
-            and consent.grantor in grantors
             and (owner.agency_type in consent.disclosers or owner.orgnr in consent.disclosers)
             and (caller.agency_type in consent.recipients or caller.orgnr in consent.recipients)
             and consent.in_force(now)
             and (chosen is None or consent.id < chosen.id)
+            and consent_counts(policy, context.subject, purpose, consent, now)
         ):
             chosen = consent
     return chosen

@@ -146,7 +146,9 @@ class AgeBands(_Strict):
 
 class Minors(_Strict):
     description: str = Field(min_length=1)
-    grantors: AgeBands = Field(description="Whose consent counts, by age at the decision.")
+    grantors: AgeBands = Field(
+        description="Who may grant, by age when the consent takes effect (a guardian until 18)."
+    )
     by_purpose: dict[Name, AgeBands] = Field(default_factory=dict)
 
 

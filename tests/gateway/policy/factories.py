@@ -91,6 +91,7 @@ def consent(
     categories: tuple[str, ...] = ("identity.basic", "contact"),
     purposes: tuple[str, ...] = ("oppfolging",),
     days: int = 365,
+    valid_from: datetime | None = None,
 ) -> Consent:
     return Consent(
         id=id,
@@ -99,7 +100,7 @@ def consent(
         recipients=frozenset(recipients),
         categories=frozenset(categories),
         purposes=frozenset(purposes),
-        valid_from=NOW - timedelta(days=1),
+        valid_from=valid_from or NOW - timedelta(days=1),
         valid_to=NOW + timedelta(days=days),
     )
 

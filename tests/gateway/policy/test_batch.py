@@ -180,10 +180,16 @@ def test_participants_with_equal_decision_inputs_are_decided_once(
     monkeypatch.setattr(project_module, "decide", counting)
     caller, shared = kontaktlaerer(), Grants((consent(grantor="participant", days=1),))
     owners = {"name": SCHOOL_ORG, "phone": NAV_ORG, "email": NAV_ORG}
-    # Twenty adults of different ages, one who is 16 today, one who is 16 tomorrow, and an
-    # adult decided tomorrow, when the consent has run out.
+    # Twenty adults of different ages; one who was 16 when the consent took effect (yesterday)
+    # and one who turned 16 only today, so was 15 then (their own consent did not count);
+    # and an adult decided tomorrow, when the consent has run out.
+    took_effect = NOW.date() - timedelta(days=1)
     people = [(date(1980 + i, 1 + i % 12, 1 + i), NOW) for i in range(20)]
-    people += [(date(2009, 3, 1), NOW), (date(2009, 3, 2), NOW), (date(1990, 1, 1), TOMORROW)]
+    people += [
+        (took_effect.replace(year=took_effect.year - 16), NOW),
+        (NOW.date().replace(year=NOW.year - 16), NOW),
+        (date(1990, 1, 1), TOMORROW),
+    ]
     items = []
     for birth_date, now in people:
         person = participant(owners, birth_date=birth_date)
@@ -194,8 +200,9 @@ def test_participants_with_equal_decision_inputs_are_decided_once(
 
     decisions = decide_participants(POLICY, items)
 
-    assert len(calls) == 4
-    assert all(d is decisions[0] for d in decisions[:20])
+    # The sixteen-year-old's consent counts like an adult's: the same decision inputs.
+    assert len(calls) == 3
+    assert all(d is decisions[0] for d in decisions[:21])
     adult, sixteen, fifteen, expired = decisions[0], *decisions[20:]
     assert adult.released == sixteen.released == ("name", "phone", "email")
     assert fifteen.released == expired.released == ("name",)

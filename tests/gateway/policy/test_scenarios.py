@@ -225,15 +225,29 @@ def test_whose_consent_counts_depends_on_the_participants_age(
     assert ("phone" in decision.released) is counts
 
 
-def test_by_default_a_guardians_consent_stops_counting_on_the_16th_birthday() -> None:
-    birthday = NOW.date().replace(year=NOW.year - 16)
-    grants = Grants((consent(grantor="guardian", categories=("contact",)),))
-    for born, counts in ((birthday + timedelta(days=1), True), (birthday, False)):
+def test_a_guardians_consent_given_before_16_counts_until_the_18th_birthday() -> None:
+    given = NOW - timedelta(days=800)  # about two years and two months ago
+    grants = Grants((consent(grantor="guardian", categories=("contact",), valid_from=given),))
+    eighteenth = NOW.date().replace(year=NOW.year - 18)
+    cases = (
+        (given.date().replace(year=given.year - 15), True),  # 15 when given, 16 now
+        (eighteenth + timedelta(days=1), True),  # turns 18 tomorrow
+        (eighteenth, False),  # 18 today: parental responsibility has ended
+    )
+    for born, counts in cases:
         person = participant({"phone": NAV_ORG}, birth_date=born)
         decision = decide_participant(
             POLICY, context(kontaktlaerer(), person, grants=grants), person
         )
-        assert ("phone" in decision.released) is counts
+        assert ("phone" in decision.released) is counts, born
+
+
+def test_a_guardians_consent_given_from_16_never_counted() -> None:
+    given = NOW - timedelta(days=10)
+    person = participant({"phone": NAV_ORG}, birth_date=given.date().replace(year=given.year - 16))
+    grants = Grants((consent(grantor="guardian", categories=("contact",), valid_from=given),))
+    decision = decide_participant(POLICY, context(kontaktlaerer(), person, grants=grants), person)
+    assert "phone" not in decision.released
 
 
 def test_a_teacher_must_declare_a_purpose_the_role_allows() -> None:
