@@ -68,13 +68,16 @@ DEMO_ORGANISATIONS = [
 DEMO_CLIENTS = {
     "demo-nav": (
         "889640782",
-        "participants:read participants:write events:write consents:read messages",
+        "participants:read participants:write events:write consents:read consents:write messages",
     ),
     "demo-skole": (
         "310123455",
-        "participants:read participants:write events:write consents:read messages",
+        "participants:read participants:write events:write consents:read consents:write messages",
     ),
-    "demo-ot": ("310123463", "participants:read participants:write events:write messages"),
+    "demo-ot": (
+        "310123463",
+        "participants:read participants:write events:write consents:read consents:write messages",
+    ),
 }
 # The people who work with the participants: (key, orgnr, unit key, name, roles).
 DEMO_UNITS = {

@@ -234,6 +234,35 @@ def _walk_through_the_readme(workdir: Path, env: dict[str, str], printed: str) -
     assert log.status_code == 200, log.text
     assert {item["organisation"]["orgnr"] for item in log.json()["items"]} == {"310123455"}
     assert len(log.json()["items"]) >= 5
+    # 8: consent asked, accepted, receipted and withdrawn.
+    asker = bearer(
+        broen(
+            "dev", "token", "--client-id", "demo-skole",
+            "--scope", "participants:read consents:write",
+        )
+    )
+    asked = httpx.post(
+        f"{gateway}/consent-requests",
+        json={
+            "participant_id": registered.json()["id"],
+            "disclosers": ["nav"], "recipients": ["skole"], "purposes": ["oppfolging"],
+            "categories": ["contact", "nav.followup"],
+            "justification": "Vi vil vite hvem veilederen din i NAV er.",
+        },
+        headers=asker, timeout=10.0,
+    )
+    assert asked.status_code == 201, asked.text
+    pending = httpx.get(f"{gateway}/me/consent-requests", headers=citizen, timeout=10.0)
+    [request] = pending.json()["items"]
+    accepted = httpx.post(
+        f"{gateway}/me/consent-requests/{request['id']}/accept", headers=citizen, timeout=10.0
+    )
+    assert accepted.status_code == 201, accepted.text
+    consent = f"{gateway}/me/consents/{accepted.json()['id']}"
+    receipt = httpx.get(f"{consent}/receipt", headers=citizen, timeout=10.0)
+    assert receipt.status_code == 200 and receipt.json()["receipt"].count(".") == 2
+    withdrawn = httpx.post(f"{consent}/withdraw", headers=citizen, timeout=10.0)
+    assert withdrawn.json()["status"] == "withdrawn"
 
 
 @pytest.mark.slow
