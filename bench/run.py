@@ -71,6 +71,7 @@ PARTICIPANT_BODY = {"national_id": "15080551212", "name": "Bench Person", "sourc
 MIGRATIONS = {
     "gateway": ROOT / "gateway" / "migrations",
     "participant": ROOT / "services" / "participant" / "migrations",
+    "consent": ROOT / "services" / "consent" / "migrations",
 }
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
@@ -660,7 +661,7 @@ def broen_stack(backend: str, procs: Processes, workdir: Path) -> Iterator[Broen
     created: list[str] = []
     try:
         urls: dict[str, str] = {}
-        for component in ("participant", "gateway"):
+        for component in ("participant", "consent", "gateway"):
             if backend == "sqlite":
                 urls[component] = f"sqlite+aiosqlite:///{workdir / f'{component}.db'}"
             else:
@@ -671,7 +672,8 @@ def broen_stack(backend: str, procs: Processes, workdir: Path) -> Iterator[Broen
             upgrade(MIGRATIONS[component], urls[component])
         asyncio.run(_add_organisation(urls["participant"]))
 
-        participant_port, gateway_port = free_port(), free_port()
+        participant_port, consent_port, gateway_port = free_port(), free_port(), free_port()
+        consent_url = f"http://{LOOPBACK}:{consent_port}"
         participant_url = f"http://{LOOPBACK}:{participant_port}"
         gateway_url = issuer = f"http://{LOOPBACK}:{gateway_port}"
         client_key = OKPKey.generate_key("Ed25519", parameters={"kid": "bench-1"})
@@ -695,6 +697,20 @@ def broen_stack(backend: str, procs: Processes, workdir: Path) -> Iterator[Broen
             participant_port,
             workdir,
         )
+        consent = procs.start(
+            "consent",
+            [broen, "serve", "consent"],
+            broen_env(
+                {
+                    **common,
+                    "BROEN_CONSENT_DATABASE_URL": urls["consent"],
+                    "BROEN_CONSENT_PORT": str(consent_port),
+                    "BROEN_CONSENT_LOG_LEVEL": "WARNING",
+                }
+            ),
+            consent_port,
+            workdir,
+        )
         gateway = procs.start(
             "gateway",
             [broen, "serve", "gateway"],
@@ -704,6 +720,7 @@ def broen_stack(backend: str, procs: Processes, workdir: Path) -> Iterator[Broen
                     "BROEN_GATEWAY_DATABASE_URL": urls["gateway"],
                     "BROEN_GATEWAY_PORT": str(gateway_port),
                     "BROEN_GATEWAY_PARTICIPANT_URL": participant_url,
+                    "BROEN_GATEWAY_CONSENT_URL": consent_url,
                     "BROEN_GATEWAY_ISSUER": issuer,
                     "BROEN_GATEWAY_LOG_LEVEL": "WARNING",
                 }
@@ -718,7 +735,7 @@ def broen_stack(backend: str, procs: Processes, workdir: Path) -> Iterator[Broen
             keys_dir,
             client_key,
             "",
-            {"gateway": gateway.pid, "participant": participant.pid},
+            {"gateway": gateway.pid, "participant": participant.pid, "consent": consent.pid},
         )
         response = httpx.post(
             f"{gateway_url}/api/v1/participants",
@@ -926,6 +943,7 @@ def print_report(config: Config, rows: list[Row], notes: list[str]) -> None:
     print(
         "CPU columns: ms of CPU per request from /proc/<pid>/stat (utime+stime). "
         "gw = gateway process (naive: proxy.py); svc = participant service (naive: dbread.py); "
+        "cs = consent service (every gateway read asks it for the participant's grants); "
         "pg = all postgres processes on the machine (a backend that exits during a run is "
         "not counted); lg = load generator."
     )
@@ -935,7 +953,7 @@ def print_report(config: Config, rows: list[Row], notes: list[str]) -> None:
     print()
     header = (
         f"{'backend':<10} {'target':<8} {'conns':>5} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>8} "
-        f"{'errors':>6} {'busy%':>5} {'gw':>6} {'svc':>6} {'pg':>6} {'lg':>6}"
+        f"{'errors':>6} {'busy%':>5} {'gw':>6} {'svc':>6} {'cs':>6} {'pg':>6} {'lg':>6}"
     )
     print(header)
     print("-" * len(header))
@@ -943,14 +961,15 @@ def print_report(config: Config, rows: list[Row], notes: list[str]) -> None:
         gw = row.cpu_ms.get("gateway", row.cpu_ms.get("proxy", 0.0))
         svc = row.cpu_ms.get("participant", row.cpu_ms.get("dbread", 0.0))
         pg = f"{row.cpu_ms['postgres']:6.2f}" if "postgres" in row.cpu_ms else f"{'-':>6}"
+        cs = row.cpu_ms.get("consent", 0.0)
         print(
             f"{row.suite:<10} {row.target:<8} {row.connections:>5} {row.load.rps:>8.0f} "
             f"{row.load.p50_ms:>7.2f} {row.load.p99_ms:>8.2f} "
             f"{row.load.errors:>6} {row.busy_pct:>5.0f} {gw:>6.2f} "
-            f"{svc:>6.2f} {pg} {row.cpu_ms.get('loadgen', 0.0):>6.2f}"
+            f"{svc:>6.2f} {cs:>6.2f} {pg} {row.cpu_ms.get('loadgen', 0.0):>6.2f}"
         )
     print()
-    print("ratios of req/s in the same run (goal for the foundation: gateway/direct >= 0.6):")
+    print("ratios of req/s in the same run (goal with policy and audit: gateway/direct >= 0.5):")
     by_key = {(r.suite, r.target, r.connections): r for r in rows}
     ratios: dict[str, list[float]] = {}
     for suite in dict.fromkeys(r.suite for r in rows):

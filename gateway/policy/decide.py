@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import NamedTuple
 
 from gateway.policy.consents import Consent, Grants
 from gateway.policy.document import Policy, Rule
@@ -41,8 +42,7 @@ NOT_SHARED = "not_shared"
 ROUTING_HANDLE = "routing_handle"
 
 
-@dataclass(frozen=True, slots=True)
-class Owner:
+class Owner(NamedTuple):
     """The organisation holding a value (ParticipantRead.provenance, a record's orgnr)."""
 
     orgnr: str
@@ -80,8 +80,10 @@ class DecisionRequest:
     categories: Mapping[str, str] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class FieldDecision:
+class FieldDecision(NamedTuple):
+    """One field's decision (a named tuple: a decision makes one per field, and a frozen
+    dataclass cost as much to build as the rest of the decision)."""
+
     field: str
     category: str | None
     release: bool
@@ -209,7 +211,7 @@ def decide(policy: Policy, request: DecisionRequest) -> Decision:
         elif category in policy.never:
             decided.append(
                 FieldDecision(
-                    field, category, False, NEVER, NEVER, f"categories.{category}", listed=False
+                    field, category, False, NEVER, NEVER, f"categories.{category}", None, False
                 )
             )
             continue
@@ -246,6 +248,7 @@ def decide(policy: Policy, request: DecisionRequest) -> Decision:
             shown = NO_CONSENT
         else:
             shown = NOT_SHARED
+        # Positional: the named tuple is built once per field of every record.
         decided.append(
             FieldDecision(
                 field,
@@ -255,8 +258,9 @@ def decide(policy: Policy, request: DecisionRequest) -> Decision:
                 shown,
                 rule,
                 basis,
-                replace=replace,
-                owner=owner.orgnr if owner is not None else None,
+                True,
+                replace,
+                owner.orgnr if owner is not None else None,
             )
         )
 
