@@ -19,6 +19,7 @@ from gateway.clients import ParticipantAnswer, ParticipantClient
 from gateway.deps import CallerDep, require_scope
 from gateway.personvern import PersonvernDep, PurposeDep
 from gateway.policy import (
+    Grants,
     Subject,
     decide_events,
     decide_participant,
@@ -92,13 +93,14 @@ async def _decided(
     answer: ParticipantAnswer,
     *,
     write: bool = False,
+    grants: Grants | None = None,
 ) -> Response:
     """The participant as the policy lets this caller see it, once the decision is in the
     audit log. A read of which nothing is released is the 404 of an unknown participant; a
     committed write still answers with the id, and says why nothing is shown."""
     participant = answer.participant
     context = await personvern.context(
-        caller, purpose, participant.id, answer.relationships, subject_of(participant)
+        caller, purpose, participant.id, answer.relationships, subject_of(participant), grants
     )
     decision = decide_participant(personvern.policy, context, participant)
     await personvern.record(context, participant.id, [decision])
@@ -179,8 +181,10 @@ async def read_participant(
     client: ClientDep,
 ) -> Response:
     """Read one participant: the fields you may see, and which are withheld and why."""
-    answer = await client.read(caller, participant_id)
-    return await _decided(personvern, caller, purpose, answer)
+    answer, grants = await personvern.alongside_grants(
+        participant_id, client.read(caller, participant_id)
+    )
+    return await _decided(personvern, caller, purpose, answer, grants=grants)
 
 
 @router.patch(
@@ -242,11 +246,13 @@ async def _page(
     """A page of the records organisations made about a participant, decided record by
     record and audited as one decision about the participant. A caller who may see nothing
     of the participant gets the 404 of an unknown one."""
-    page, _ = await client.fetch(model, "GET", path, caller, params=_query(**params))
+    (page, _), grants = await personvern.alongside_grants(
+        participant_id, client.fetch(model, "GET", path, caller, params=_query(**params))
+    )
     facts: DecisionFacts = page.facts
     subject = Subject(facts.adressebeskyttelse, facts.skjermet, facts.birth_date)
     context = await personvern.context(
-        caller, purpose, participant_id, facts.relationships, subject
+        caller, purpose, participant_id, facts.relationships, subject, grants
     )
     policy = personvern.policy
     if isinstance(page, TimelinePage):

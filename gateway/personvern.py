@@ -11,11 +11,13 @@ fails with a 503 problem and nothing is released.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Header, Request
 
@@ -26,6 +28,7 @@ from gateway.policy import (
     ConsentSource,
     Context,
     Decision,
+    Grants,
     Policy,
     Subject,
     read_grants,
@@ -35,12 +38,33 @@ from gateway.policy.decide import CONSENT, LEGAL_BASIS, OWN_ORGANISATION
 from shared.app import current_request_id
 from shared.internal_auth import CallerContext
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class Personvern:
     policy: Policy
     consents: ConsentSource
     audit: AuditWriter
+
+    async def grants(self, participant_id: uuid.UUID) -> Grants:
+        """The participant's grants, read now (UNAVAILABLE if the source cannot answer)."""
+        return (await read_grants(self.consents, [participant_id]))[participant_id]
+
+    async def alongside_grants(
+        self, participant_id: uuid.UUID, call: Awaitable[T]
+    ) -> tuple[T, Grants]:
+        """`call` (the upstream read) and the participant's grants, asked at the same time:
+        both are read after the request began, so a withdrawal answered before it counts."""
+        grants = asyncio.create_task(self.grants(participant_id))
+        try:
+            result = await call
+        except BaseException:
+            grants.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await grants
+            raise
+        return result, await grants
 
     async def context(
         self,
@@ -49,10 +73,12 @@ class Personvern:
         participant_id: uuid.UUID,
         relationships: Iterable[str],
         subject: Subject,
+        grants: Grants | None = None,
     ) -> Context:
-        """Everything the decision needs, with the grants read now (withheld if the consent
-        source cannot answer) and the moment of the request."""
-        grants = (await read_grants(self.consents, [participant_id]))[participant_id]
+        """Everything the decision needs: the grants (read now unless given) and the
+        moment of the request."""
+        if grants is None:
+            grants = await self.grants(participant_id)
         return Context(
             caller, purpose, frozenset(relationships), subject, grants, datetime.now(UTC)
         )
