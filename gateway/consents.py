@@ -82,6 +82,10 @@ def _json(model: BaseModel, status_code: int = 200) -> Response:
     return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
 
 
+def _page(limit: int, cursor: str | None) -> dict[str, str]:
+    return {"limit": str(limit), **({"cursor": cursor} if cursor else {})}
+
+
 def check_terms(policy: Policy, purposes: Sequence[str], categories: Sequence[str]) -> None:
     """Purposes and categories must be the policy's; `never` categories cannot be consented."""
     unknown_purposes = sorted(set(purposes) - policy.purposes)
@@ -207,7 +211,7 @@ async def list_my_consent_requests(
     cursor: Cursor = None,
 ) -> Response:
     """Requests for your consent, with the asking organisation's justification."""
-    params = {"status": status, "limit": str(limit), **({"cursor": cursor} if cursor else {})}
+    params = {"status": status, **_page(limit, cursor)}
     found, _ = await consents.fetch(
         ConsentRequestList, "GET", "/api/v1/me/consent-requests", caller, params=params
     )
@@ -332,7 +336,7 @@ async def list_participants_consents(
     await personvern.record(
         context, participant_id, [whole_resource_decision(personvern.policy, "consents", purpose)]
     )
-    params = {"limit": str(limit), **({"cursor": cursor} if cursor else {})}
+    params = _page(limit, cursor)
     found, _ = await consents.fetch(
         ConsentList, "GET", f"/api/v1/participants/{participant_id}/consents", caller, params=params
     )
@@ -347,7 +351,7 @@ async def list_my_consents(
     cursor: Cursor = None,
 ) -> Response:
     """Your consents: active, withdrawn and expired, with their history."""
-    params = {"limit": str(limit), **({"cursor": cursor} if cursor else {})}
+    params = _page(limit, cursor)
     found, _ = await consents.fetch(
         ConsentList, "GET", "/api/v1/me/consents", caller, params=params
     )

@@ -120,18 +120,25 @@ class HistoryEntry(BaseModel):
     actor: str
 
 
-class ConsentRead(BaseModel):
+class Grant(BaseModel):
+    """A consent in force or to come, as the policy decision reads it."""
+
     id: uuid.UUID
-    participant_id: uuid.UUID
     grantor: Grantor
-    grantor_relation: GrantorRelation
-    controllers: list[str]
     disclosers: list[str]
     recipients: list[str]
     purposes: list[str]
     categories: list[str]
     valid_from: datetime
     valid_to: datetime | None
+
+
+class ConsentRead(Grant):
+    """A consent with who it is about, who it is given to, its state and its history."""
+
+    participant_id: uuid.UUID
+    grantor_relation: GrantorRelation
+    controllers: list[str]
     status: ConsentStatus
     notice: Notice
     collection: Collection
@@ -172,19 +179,6 @@ class RecordedConsent(ConsentRecordCreate):
 
 class GrantsQuery(_Body):
     participant_ids: list[uuid.UUID] = Field(min_length=1, max_length=500)
-
-
-class Grant(BaseModel):
-    """A consent in force or to come, as the policy decision reads it."""
-
-    id: uuid.UUID
-    grantor: Grantor
-    disclosers: list[str]
-    recipients: list[str]
-    purposes: list[str]
-    categories: list[str]
-    valid_from: datetime
-    valid_to: datetime | None
 
 
 # The reference a policy's `legal:<ref>` flow names.
