@@ -26,11 +26,13 @@ from gateway.settings import GatewaySettings
 from gateway.tokens import AccessTokens
 from services.participant import assignments
 from services.participant import directory as participant_directory
+from services.participant import guardians as participant_guardians
 from services.participant import service as participant_service
 from services.participant import store as participant_store
 from services.participant.errors import OrganisationNotFound, StaffNotFound
 from services.participant.schemas import (
     AssignmentCreate,
+    CitizenIdentity,
     OrganisationCreate,
     ParticipantCreate,
     ProgrammeCreate,
@@ -303,6 +305,15 @@ def token(
     citizen: str | None = typer.Option(
         None, "--citizen", help="A participant's id: a citizen token, minted locally."
     ),
+    national_id: str | None = typer.Option(
+        None,
+        "--national-id",
+        help="A citizen by national id, as an identity provider would vouch for them: the "
+        "participant with it, or (with --for) a guardian acting for a ward.",
+    ),
+    acting_for: str | None = typer.Option(
+        None, "--for", help="With --national-id: the ward's participant id (a guardian)."
+    ),
     scope: str | None = typer.Option(
         None,
         "--scope",
@@ -313,16 +324,22 @@ def token(
     """Print an access token: a demo client's from the running gateway, or one minted with
     the gateway's token-signing key for a staff member or a participant."""
     require_dev_mode()
-    if sum(option is not None for option in (client_id, staff, citizen)) != 1:
-        fail("give exactly one of --client-id, --staff or --citizen")
+    if sum(option is not None for option in (client_id, staff, citizen, national_id)) != 1:
+        fail("give exactly one of --client-id, --staff, --citizen or --national-id")
+    if acting_for is not None and national_id is None:
+        fail("--for goes with --national-id")
     if client_id is not None:
         issued = _client_token(client_id, scope or CLIENT_SCOPE)
     elif staff is not None:
         issued = _staff_token(_uuid_option("--staff", staff), _scopes(scope or STAFF_SCOPE))
     else:
         if scope is not None:
-            fail("--scope does not apply to --citizen: citizen tokens carry no scope")
-        issued = _citizen_token(_uuid_option("--citizen", citizen or ""))
+            fail("--scope does not apply to citizens: citizen tokens carry no scope")
+        if national_id is not None:
+            ward = _uuid_option("--for", acting_for) if acting_for is not None else None
+            issued = _identified_citizen_token(national_id, ward)
+        else:
+            issued = _citizen_token(_uuid_option("--citizen", citizen or ""))
     emit(as_json, issued, issued["access_token"])
 
 
@@ -399,6 +416,30 @@ def _staff_token(staff_id: uuid.UUID, scopes: list[str]) -> dict[str, Any]:
     return tokens.issue_staff_token(
         client_id=DEV_CLIENT_ID, agency_type=agency_type, staff=staff, scopes=scopes
     )
+
+
+def _identified_citizen_token(national_id: str, ward: uuid.UUID | None) -> dict[str, Any]:
+    """A citizen token for the person with this national id, mapped through the blind
+    index as the gateway will map an identity provider's national-id claim."""
+    tokens = _local_tokens()
+    try:
+        number = fodselsnummer.validate(national_id)
+    except Exception:
+        fail("--national-id is not a valid fødselsnummer or D-nummer")
+    keyring = Keyring.load(settings_for("participant").keys_dir, "participant")
+
+    async def identify(session: AsyncSession) -> CitizenIdentity:
+        return await participant_guardians.identify(session, keyring, number)
+
+    identity = _from_directory(identify)
+    if ward is None:
+        if identity.participant_id is None:
+            fail("no participant has that national id")
+        return tokens.issue_citizen_token(participant_id=identity.participant_id)
+    if ward not in identity.wards:
+        fail(f"that person is not a current guardian of {ward}")
+    pseudonym = keyring.blind_index("guardian", number)[:32]
+    return tokens.issue_citizen_token(participant_id=ward, acting_as="guardian", guardian=pseudonym)
 
 
 def _citizen_token(participant_id: uuid.UUID) -> dict[str, Any]:

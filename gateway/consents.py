@@ -237,13 +237,14 @@ async def accept_consent_request(
     path = f"/api/v1/me/consent-requests/{request_id}"
     request, _ = await consents.fetch(ConsentRequestRead, "GET", path, caller)
     person = await participants.read(caller, request.participant_id)
+    grantor = "guardian" if caller.acting_as == "guardian" else "participant"
     ends_by = check_grantor(
-        personvern.policy, subject_of(person.participant), request.purposes, "participant"
+        personvern.policy, subject_of(person.participant), request.purposes, grantor
     )
     acceptance = Acceptance(
         language=answer.language if answer else None,
-        grantor="participant",
-        grantor_relation="self",
+        grantor=grantor,
+        grantor_relation="guardian" if grantor == "guardian" else "self",
         ends_by=ends_by,
     )
     given, status = await consents.fetch(

@@ -1,6 +1,8 @@
 """Innsyn: who has seen what about a participant, and why — read from the audit log.
 
-The participant reads their own entries (`GET /api/v1/me/access-log`, citizen token): who
+The participant (or their guardian, except for a minor with strengt fortrolig adresse,
+whose protection may be from the family) reads their entries (`GET /api/v1/me/access-log`,
+citizen token): who
 (organisation, unit, role), when, why (the purpose), which fields were released and on what
 basis, and which were withheld. An auditor of a data controller reads the entries of its own
 organisation (`GET /api/v1/audit/entries`): those where it asked, and those where its values
@@ -27,6 +29,7 @@ from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encod
 from shared.problems import Forbidden, ValidationProblem, problem_responses
 
 AUDITOR_ROLE = "auditor"
+STRENGT_FORTROLIG = frozenset({"strengt_fortrolig", "strengt_fortrolig_utland"})
 
 router = APIRouter(prefix="/api/v1", responses=problem_responses(401, 403, 422))
 
@@ -122,15 +125,17 @@ async def read_access_log(
     """Who has seen what about you, when, why and on what basis; newest first."""
     if caller.kind != "citizen" or caller.participant_id is None:
         raise CitizenTokenRequired()
+    client: ParticipantClient = request.app.state.participant_client
+    if caller.acting_as == "guardian" and await _hidden_from_family(client, caller):
+        # The protection may be from the family: the guardian learns nothing, not even that.
+        return AccessLog(items=[], next_cursor=None)
     rows = list(
         await store.audit_entries_about(
             session, participant_id=caller.participant_id, before=_before(cursor), limit=limit
         )
     )
     contents = [json.loads(row[3]) for row in rows]
-    names = await _organisation_names(
-        request.app.state.participant_client, caller, {row[2] for row in rows if row[2]}
-    )
+    names = await _organisation_names(client, caller, {row[2] for row in rows if row[2]})
     items = [_access(content, row[2], names) for row, content in zip(rows, contents, strict=True)]
     return AccessLog(items=items, next_cursor=_next_cursor(rows, limit))
 
@@ -150,6 +155,12 @@ def _access(content: dict[str, Any], orgnr: str | None, names: dict[str, str]) -
         withheld=[WithheldRead(field=w["field"], reason=w["reason"]) for w in content["withheld"]],
         policy_version=content["policy_version"],
     )
+
+
+async def _hidden_from_family(client: ParticipantClient, caller: CallerContext) -> bool:
+    """Whether the participant has strengt fortrolig adresse (kode 6)."""
+    answer = await client.read(caller, uuid.UUID(str(caller.participant_id)))
+    return answer.participant.adressebeskyttelse in STRENGT_FORTROLIG
 
 
 async def _organisation_names(

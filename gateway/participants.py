@@ -46,6 +46,8 @@ from services.participant.schemas import (
     DecisionFacts,
     EventCreate,
     EventRead,
+    GuardianCreate,
+    GuardianRead,
     OrganisationList,
     OrganisationRead,
     ParticipantCreate,
@@ -316,6 +318,35 @@ async def create_assignment(
         AssignmentRead,
         "POST",
         f"/api/v1/participants/{participant_id}/assignments",
+        caller,
+        request,
+    )
+
+
+@router.post(
+    "/participants/{participant_id}/guardians",
+    tags=["participants"],
+    status_code=201,
+    response_model=GuardianRead,
+    responses={
+        200: {"model": GuardianRead, "description": "Already recorded"},
+        **problem_responses(404),
+    },
+)
+async def add_guardian(
+    participant_id: uuid.UUID,
+    data: GuardianCreate,
+    request: Request,
+    caller: Writer,
+    client: ClientDep,
+) -> Response:
+    """Record a guardian of a minor participant, who may then act for them under
+    /api/v1/me/... until their 18th birthday. The guardian's national id is never returned."""
+    return await _write(
+        client,
+        GuardianRead,
+        "POST",
+        f"/api/v1/participants/{participant_id}/guardians",
         caller,
         request,
     )

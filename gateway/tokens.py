@@ -121,12 +121,30 @@ class AccessTokens:
             }
         )
 
-    def issue_citizen_token(self, *, participant_id: uuid.UUID) -> dict[str, Any]:
-        """An access token acting for a participant. It holds no scope: the organisation
-        scopes are not a citizen's, and the citizen routes (`/api/v1/me/...`) check the kind."""
-        subject = str(participant_id)
+    def issue_citizen_token(
+        self,
+        *,
+        participant_id: uuid.UUID,
+        acting_as: str = "participant",
+        guardian: str | None = None,
+    ) -> dict[str, Any]:
+        """An access token acting for a participant: as themselves, or as their guardian
+        (`guardian`: a pseudonym of the guardian, never their national id). It holds no
+        scope: the citizen routes (`/api/v1/me/...`) check the kind."""
+        if acting_as == "guardian":
+            if not guardian:
+                raise ValueError("a guardian's token names the guardian's pseudonym")
+            subject = f"guardian:{guardian}"
+        else:
+            subject = str(participant_id)
         return self._issue(
-            {"sub": subject, "kind": "citizen", "participant_id": subject, "scope": ""}
+            {
+                "sub": subject,
+                "kind": "citizen",
+                "participant_id": str(participant_id),
+                "acting_as": acting_as,
+                "scope": "",
+            }
         )
 
     def _issue(self, claims: dict[str, Any]) -> dict[str, Any]:
@@ -209,11 +227,20 @@ def _caller(claims: dict[str, Any]) -> CallerContext:
                 roles=tuple(roles),
                 skjermet_authorised=skjermet_authorised,
             )
-        if kind == "citizen" and claims["participant_id"] == claims["sub"] and not scopes:
+        if kind == "citizen" and not scopes:
             # No organisation claims and no scope: a citizen token opens no organisation route.
             if {"client_id", "orgnr", "agency_type", "staff_id", "roles"} & claims.keys():
                 raise Unauthorized(_INVALID)
-            return CallerContext(kind="citizen", participant_id=_uuid(claims["participant_id"]))
+            acting_as = claims.get("acting_as", "participant")
+            subject = _string(claims["sub"])
+            if (acting_as == "participant" and subject == claims["participant_id"]) or (
+                acting_as == "guardian" and subject.startswith("guardian:")
+            ):
+                return CallerContext(
+                    kind="citizen",
+                    participant_id=_uuid(claims["participant_id"]),
+                    acting_as=acting_as,
+                )
     except (KeyError, ValidationError):
         raise Unauthorized(_INVALID) from None
     raise Unauthorized(_INVALID)

@@ -43,6 +43,8 @@ class CallerContext(BaseModel):
     unit_id: str | None = None
     roles: tuple[str, ...] = ()
     participant_id: str | None = None
+    # Citizens only: acting as the participant themselves, or as their guardian.
+    acting_as: str | None = None
     # Staff only: the directory's explicit authorisation to see `skjermet` participants.
     skjermet_authorised: bool = False
 

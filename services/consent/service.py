@@ -58,7 +58,7 @@ def now_utc() -> datetime:
 def actor_of(caller: CallerContext) -> str:
     """Who acted, as the history records it: ids only, never a name."""
     if caller.kind == "citizen":
-        return "participant"
+        return caller.acting_as or "participant"
     if caller.staff_id:
         return f"{caller.orgnr}/{caller.staff_id}"
     return f"{caller.orgnr}"

@@ -79,6 +79,25 @@ class Registration(Base):
     registered_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+class Guardianship(Base):
+    """A person with parental responsibility for a minor participant, known only by the
+    blind index of their national id; it ends on the participant's 18th birthday."""
+
+    __tablename__ = "guardianships"
+    __table_args__ = (UniqueConstraint("participant_id", "guardian_index"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    participant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("participants.id", ondelete="CASCADE"), index=True
+    )
+    guardian_index: Mapped[str] = mapped_column(String(64), index=True)
+    # folkeregisteret (the population register) | staff (recorded from documentation)
+    source: Mapped[str] = mapped_column(String(30))
+    recorded_by_orgnr: Mapped[str] = mapped_column(String(9))
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    valid_to: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 class Attribute(Base):
     """One attribute value as one organisation recorded it."""
 

@@ -6,15 +6,19 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Response
 from pydantic import AwareDatetime
 
-from services.participant import assignments, directory, service, store, timeline
+from services.participant import assignments, directory, guardians, service, store, timeline
 from services.participant.deps import CatalogueDep, KeyringDep
 from services.participant.errors import OrganisationNotFound, ParticipantNotFound
 from services.participant.schemas import (
     AssignmentCreate,
     AssignmentPage,
     AssignmentRead,
+    CitizenIdentity,
+    CitizenLookup,
     EventCreate,
     EventRead,
+    GuardianCreate,
+    GuardianRead,
     OrganisationList,
     OrganisationRead,
     ParticipantCreate,
@@ -256,6 +260,24 @@ async def update_programme(
     )
 
 
+@router.post(
+    "/{participant_id}/guardians", status_code=201, responses={200: {"model": GuardianRead}}
+)
+async def add_guardian(
+    participant_id: uuid.UUID,
+    data: GuardianCreate,
+    session: SessionDep,
+    keyring: KeyringDep,
+    caller: CallerDep,
+    response: Response,
+) -> GuardianRead:
+    """Record a guardian of a minor participant; the same guardian again answers 200."""
+    guardian, created = await guardians.add_guardian(session, keyring, caller, participant_id, data)
+    if not created:
+        response.status_code = 200
+    return guardian
+
+
 organisations = APIRouter(
     prefix="/api/v1/organisations",
     tags=["organisations"],
@@ -325,3 +347,11 @@ internal = APIRouter(
 async def read_staff(staff_id: uuid.UUID, session: SessionDep) -> StaffRead:
     """One staff member: organisation, unit and roles."""
     return await directory.read_staff(session, staff_id)
+
+
+@internal.post("/citizens/identify")
+async def identify_citizen(
+    data: CitizenLookup, session: SessionDep, keyring: KeyringDep
+) -> CitizenIdentity:
+    """Who a citizen is to Broen, from the national id their identity provider vouches for."""
+    return await guardians.identify(session, keyring, data.national_id)

@@ -355,3 +355,37 @@ class ProgrammePage(ProgrammeList):
 
 class TimelinePage(Timeline):
     facts: DecisionFacts
+
+
+class GuardianCreate(BaseModel):
+    """A person with parental responsibility for the (minor) participant."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    national_id: NationalId = Field(description="The guardian's; never returned.")
+    source: Literal["folkeregisteret", "staff"] = Field(
+        description="Where it is known from: the population register, or documentation "
+        "staff have seen."
+    )
+
+
+class GuardianRead(BaseModel):
+    id: uuid.UUID
+    participant_id: uuid.UUID
+    source: str
+    recorded_by_orgnr: str
+    recorded_at: datetime
+    valid_to: datetime = Field(description="The participant's 18th birthday.")
+
+
+class CitizenLookup(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    national_id: NationalId
+
+
+class CitizenIdentity(BaseModel):
+    """Who a person with this national id is to Broen: a participant, and/or a guardian."""
+
+    participant_id: uuid.UUID | None
+    wards: list[uuid.UUID]

@@ -30,6 +30,7 @@ from services.participant.models import (
     Assignment,
     Attribute,
     Event,
+    Guardianship,
     Organisation,
     Participant,
     ParticipantKey,
@@ -455,3 +456,35 @@ async def routing_handles(
         )
     )
     return {unit_id: handle for unit_id, handle in rows.all() if handle is not None}
+
+
+async def get_participant(session: AsyncSession, participant_id: uuid.UUID) -> Participant | None:
+    return await session.get(Participant, participant_id)
+
+
+async def find_guardianship(
+    session: AsyncSession, *, participant_id: uuid.UUID, guardian_index: str
+) -> Guardianship | None:
+    return (
+        await session.scalars(
+            select(Guardianship).where(
+                Guardianship.participant_id == participant_id,
+                Guardianship.guardian_index == guardian_index,
+            )
+        )
+    ).one_or_none()
+
+
+async def add_guardianship(session: AsyncSession, guardianship: Guardianship) -> None:
+    session.add(guardianship)
+    await session.flush()
+
+
+async def wards(session: AsyncSession, *, guardian_index: str, now: datetime) -> list[uuid.UUID]:
+    """The participants the person is guardian of at `now`."""
+    rows = await session.scalars(
+        select(Guardianship.participant_id)
+        .where(Guardianship.guardian_index == guardian_index, Guardianship.valid_to > now)
+        .order_by(Guardianship.participant_id)
+    )
+    return list(rows.all())

@@ -710,6 +710,7 @@ async def test_issued_staff_and_citizen_tokens_verify_as_their_callers(
         "unit_id": UNIT_ID,
         "roles": ("veileder", "auditor"),
         "participant_id": None,
+        "acting_as": None,
         "skjermet_authorised": True,
     }
     hash(caller)  # the internal token cache keys on it
@@ -717,7 +718,17 @@ async def test_issued_staff_and_citizen_tokens_verify_as_their_callers(
     citizen = tokens.verify(
         tokens.issue_citizen_token(participant_id=uuid.UUID(PARTICIPANT_ID))["access_token"]
     )
-    assert citizen == CallerContext(kind="citizen", participant_id=PARTICIPANT_ID)
+    assert citizen == CallerContext(
+        kind="citizen", participant_id=PARTICIPANT_ID, acting_as="participant"
+    )
+    guardian = tokens.verify(
+        tokens.issue_citizen_token(
+            participant_id=uuid.UUID(PARTICIPANT_ID), acting_as="guardian", guardian="g-1"
+        )["access_token"]
+    )
+    assert guardian == CallerContext(
+        kind="citizen", participant_id=PARTICIPANT_ID, acting_as="guardian"
+    )
 
 
 async def test_staff_token_opens_an_organisation_route_and_citizen_token_does_not(
