@@ -4,15 +4,18 @@ the 18th birthday, and kept out of a kode 6 minor's access log. SQLite and Postg
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
 from gateway.clients import GATEWAY_ITSELF
 from services.participant.schemas import CitizenIdentity
-from tests.system.conftest import Stack
+from tests.system.conftest import ISSUER, Stack
 from tests.system.test_consents import national_id_born, request_body
+from tests.system.test_staff_tokens import _broen_in_thread
 from tests.system.world import World, world
 
 pytestmark = pytest.mark.anyio
@@ -128,3 +131,34 @@ async def test_a_guardian_gets_no_access_log_for_a_minor_with_strengt_fortrolig_
 
     assert own.json()["items"], "the minor sees who read about them"
     assert guardians.status_code == 200 and guardians.json()["items"] == []
+
+
+async def test_dev_tokens_by_national_id_act_as_the_participant_or_as_their_guardian(
+    stack: Stack, keys_dir: Path, db_backend: str
+) -> None:
+    if db_backend != "sqlite":
+        pytest.skip("dev mode runs only on SQLite")
+    w, _ = await minor(stack)
+    await record_guardian(stack, w)
+    env = {
+        "BROEN_ENV": "dev",
+        "BROEN_KEYS_DIR": str(keys_dir),
+        "BROEN_PARTICIPANT_DATABASE_URL": stack.participant_settings.database_url,
+        "BROEN_GATEWAY_ISSUER": ISSUER,
+    }
+
+    guardian = await _broen_in_thread(
+        "dev", "token", "--national-id", GUARDIAN, "--for", w.participant, env=env
+    )
+    not_a_ward = await _broen_in_thread(
+        "dev", "token", "--national-id", GUARDIAN, "--for", str(uuid.uuid4()), env=env
+    )
+    nobody = await _broen_in_thread("dev", "token", "--national-id", GUARDIAN, env=env)
+
+    assert guardian.returncode == 0, guardian.stderr
+    caller = stack.gateway.state.auth.tokens.verify(guardian.stdout.strip())
+    assert (caller.participant_id, caller.acting_as) == (w.participant, "guardian")
+    assert GUARDIAN not in guardian.stdout + guardian.stderr
+    assert not_a_ward.returncode == nobody.returncode == 1
+    assert "not a current guardian" in not_a_ward.stderr
+    assert "no participant" in nobody.stderr and "Traceback" not in nobody.stderr
