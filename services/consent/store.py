@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Uuid, and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.consent.models import (
@@ -130,21 +130,25 @@ async def withdraw(session: AsyncSession, consent_id: uuid.UUID, *, at: datetime
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+# The gateway asks for grants on every read: these statements are built once, since
+# building them per request cost as much as running them.
+_ACTIVE_CONSENTS = select(Consent).where(
+    Consent.participant_id.in_(bindparam("participant_ids", expanding=True, type_=Uuid())),
+    Consent.status == "active",
+)
+_LEGAL_BASES = select(LegalBasis).order_by(LegalBasis.ref)
+
+
 async def active_consents(
     session: AsyncSession, participant_ids: Sequence[uuid.UUID]
 ) -> Sequence[Consent]:
     """Consents not withdrawn nor superseded (the decision checks their periods)."""
-    return (
-        await session.scalars(
-            select(Consent).where(
-                Consent.participant_id.in_(participant_ids), Consent.status == "active"
-            )
-        )
-    ).all()
+    found = await session.scalars(_ACTIVE_CONSENTS, {"participant_ids": list(participant_ids)})
+    return found.all()
 
 
 async def legal_bases(session: AsyncSession) -> Sequence[LegalBasis]:
-    return (await session.scalars(select(LegalBasis).order_by(LegalBasis.ref))).all()
+    return (await session.scalars(_LEGAL_BASES)).all()
 
 
 async def put_legal_basis(
