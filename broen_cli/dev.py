@@ -438,8 +438,9 @@ def _identified_citizen_token(national_id: str, ward: uuid.UUID | None) -> dict[
         return tokens.issue_citizen_token(participant_id=identity.participant_id)
     if ward not in identity.wards:
         fail(f"that person is not a current guardian of {ward}")
-    pseudonym = keyring.blind_index("guardian", number)[:32]
-    return tokens.issue_citizen_token(participant_id=ward, acting_as="guardian", guardian=pseudonym)
+    return tokens.issue_citizen_token(
+        participant_id=ward, acting_as="guardian", guardian=identity.pseudonym
+    )
 
 
 def _citizen_token(participant_id: uuid.UUID) -> dict[str, Any]:

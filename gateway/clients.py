@@ -15,7 +15,13 @@ from pydantic import BaseModel, ValidationError
 from gateway.policy.consents import Consent, ConsentUnavailable, Grants, LegalBasis
 from gateway.settings import GatewaySettings
 from services.consent.schemas import Grant, GrantsAnswer, GrantsQuery
-from services.participant.schemas import OrganisationRead, ParticipantRead, StaffRead
+from services.participant.schemas import (
+    CitizenIdentity,
+    CitizenLookup,
+    OrganisationRead,
+    ParticipantRead,
+    StaffRead,
+)
 from shared.app import REQUEST_ID_HEADER, current_request_id
 from shared.internal_auth import CallerContext, InternalTokenSigner, internal_headers
 from shared.problems import Problem, ServiceUnavailable
@@ -134,6 +140,10 @@ def _problem_from(name: str, response: httpx.Response) -> Problem:
     return UpstreamProblem(response.status_code, body)
 
 
+# The gateway's own identity when it asks a service for itself (not for a caller).
+GATEWAY_ITSELF = CallerContext(kind="service", client_id="gateway")
+
+
 @dataclass(frozen=True)
 class ParticipantAnswer:
     participant: ParticipantRead
@@ -187,6 +197,14 @@ class ParticipantClient:
             raise
         return OrganisationRead.model_validate_json(response.content)
 
+    async def identify(self, national_id: str) -> CitizenIdentity:
+        """Who a citizen with this national id is to Broen (the number goes in the body)."""
+        body = CitizenLookup(national_id=national_id).model_dump_json().encode()
+        identity, _ = await self.upstream.fetch(
+            CitizenIdentity, "POST", "/internal/v1/citizens/identify", GATEWAY_ITSELF, content=body
+        )
+        return identity
+
     async def read_staff(self, caller: CallerContext, staff_id: uuid.UUID) -> StaffRead | None:
         """The directory's record of a staff member, or None if there is none."""
         try:
@@ -217,10 +235,6 @@ def _answer(response: httpx.Response) -> ParticipantAnswer:
         etag=response.headers.get("ETag"),
         relationships=frozenset(response.headers.get(RELATIONSHIP_HEADER, "").split()) - {"none"},
     )
-
-
-# The gateway's own identity when it asks a service for itself (not for a caller).
-GATEWAY_ITSELF = CallerContext(kind="service", client_id="gateway")
 
 
 class ConsentClient:

@@ -16,7 +16,7 @@ import re
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol
@@ -35,7 +35,7 @@ from authlib.oauth2.rfc6749 import (
     OAuth2Request,
     UnauthorizedClientError,
 )
-from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
+from authlib.oauth2.rfc6749.grants import BaseGrant, ClientCredentialsGrant, TokenEndpointMixin
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion, JWTBearerGrant
 from fastapi import APIRouter, Request
@@ -49,10 +49,11 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import store
+from gateway.citizens import CitizenIssuers, UntrustedCitizenToken
 from gateway.models import OAuthClient
 from gateway.settings import GatewaySettings
 from gateway.tokens import AccessTokens, load_token_keys
-from services.participant.schemas import StaffRead
+from services.participant.schemas import CitizenIdentity, StaffRead
 from shared.db import SessionDep, make_engine, make_sessionmaker
 from shared.internal_auth import CallerContext
 from shared.problems import (
@@ -80,7 +81,13 @@ ORGANISATION_SCOPES = tuple(scope for scope in SCOPES if scope != "admin")
 AUTH_METHOD = "private_key_jwt"
 GRANT_TYPE = "client_credentials"
 JWT_BEARER_GRANT_TYPE = JWTBearerGrant.GRANT_TYPE
-GRANT_TYPES = (GRANT_TYPE, JWT_BEARER_GRANT_TYPE)
+# RFC 8693: a citizen's ID token from a trusted identity provider for a Broen citizen token.
+TOKEN_EXCHANGE_GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
+SUBJECT_TOKEN_TYPES = (
+    "urn:ietf:params:oauth:token-type:id_token",
+    "urn:ietf:params:oauth:token-type:jwt",
+)
+GRANT_TYPES = (GRANT_TYPE, JWT_BEARER_GRANT_TYPE, TOKEN_EXCHANGE_GRANT_TYPE)
 ASSERTION_TYPE = JWTBearerClientAssertion.CLIENT_ASSERTION_TYPE
 ASSERTION_ALGORITHMS = ("RS256", "PS256", "ES256", "Ed25519", "EdDSA")
 ASSERTION_MAX_AHEAD_SECONDS = 120
@@ -295,9 +302,12 @@ async def register_client(
 
 
 class StaffDirectory(Protocol):
-    """Where the token endpoint reads staff members: the gateway's participant client."""
+    """Where the token endpoint reads staff members and identifies citizens: the gateway's
+    participant client."""
 
     async def read_staff(self, caller: CallerContext, staff_id: uuid.UUID) -> StaffRead | None: ...
+
+    async def identify(self, national_id: str) -> CitizenIdentity: ...
 
 
 class _DatabaseBridge:
@@ -338,6 +348,19 @@ class _DatabaseBridge:
             # fault, not the client's: the same 503, and nothing about the staff member.
             raise ServiceUnavailable(
                 "The staff directory could not answer; try again shortly."
+            ) from None
+
+    def identify(self, national_id: str) -> CitizenIdentity:
+        """Who the citizen is to Broen; a 503 problem if the directory cannot answer."""
+        if self._directory is None:
+            raise ServiceUnavailable("The participant directory is not available; try again.")
+        try:
+            return anyio.from_thread.run(partial(self._directory.identify, national_id))
+        except ServiceUnavailable:
+            raise
+        except (Problem, ValueError):
+            raise ServiceUnavailable(
+                "The participant directory could not answer; try again shortly."
             ) from None
 
 
@@ -497,6 +520,52 @@ class _StaffGrant(_ScopeWithinClient, JWTBearerGrant):  # type: ignore[misc]
         return claims
 
 
+class _CitizenGrant(BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
+    """RFC 8693 token exchange: a registered client (the citizen-facing app) presents the
+    citizen's ID token from a trusted identity provider and gets a Broen citizen token for
+    the participant, or with `acting_for` for a minor the person is guardian of."""
+
+    GRANT_TYPE = TOKEN_EXCHANGE_GRANT_TYPE
+    TOKEN_ENDPOINT_AUTH_METHODS = [AUTH_METHOD]
+    _NO_PARTICIPANT = "The person is not a participant in Broen, nor guardian of the one named."
+
+    def validate_token_request(self) -> None:
+        client: ClientRecord = self.authenticate_token_endpoint_client()
+        if not client.check_grant_type(self.GRANT_TYPE):
+            raise UnauthorizedClientError(
+                f"The client is not authorized to use 'grant_type={self.GRANT_TYPE}'"
+            )
+        self.request.client = client
+        form = self.request.form
+        token = form.get("subject_token")
+        if not token or form.get("subject_token_type") not in SUBJECT_TOKEN_TYPES:
+            raise InvalidRequestError(
+                "The request needs a 'subject_token' (the citizen's ID token) and a "
+                f"'subject_token_type' of {' or '.join(SUBJECT_TOKEN_TYPES)}."
+            )
+        issuers: CitizenIssuers = self.server.citizen_issuers
+        try:
+            national_id = issuers.national_id(token)
+        except UntrustedCitizenToken as error:
+            raise InvalidGrantError(description=str(error)) from None
+        identity = self.server.bridge.identify(national_id)
+        acting_for = form.get("acting_for")
+        if acting_for is None:
+            if identity.participant_id is None:
+                raise InvalidGrantError(description=self._NO_PARTICIPANT)
+            self.request.user = ("participant", identity.participant_id, None)
+            return
+        ward = _canonical_uuid(acting_for)
+        if ward is None or ward not in identity.wards:
+            raise InvalidGrantError(description=self._NO_PARTICIPANT)
+        self.request.user = ("guardian", ward, identity.pseudonym)
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        token = self.generate_token(user=self.request.user, scope=None, include_refresh_token=False)
+        token["issued_token_type"] = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+
 def _canonical_uuid(value: Any) -> uuid.UUID | None:
     if not isinstance(value, str):
         return None
@@ -528,8 +597,12 @@ class _TokenServer(AuthorizationServer):  # type: ignore[misc]
         self._tokens = runtime.tokens
         self.bridge = bridge
         self.assertion_audiences = runtime.assertion_audiences
+        self.citizen_issuers = runtime.citizen_issuers
         self.register_grant(_ClientCredentialsGrant)
         self.register_grant(_StaffGrant)
+        if runtime.citizen_issuers:
+            self.register_grant(_CitizenGrant)
+            self.register_token_generator(TOKEN_EXCHANGE_GRANT_TYPE, self._generate_citizen_token)
         self.register_client_auth_method(
             AUTH_METHOD, _PrivateKeyJWT(runtime.assertion_audiences, bridge)
         )
@@ -565,6 +638,14 @@ class _TokenServer(AuthorizationServer):  # type: ignore[misc]
             scopes=client.granted_scopes(scope),
         )
 
+    def _generate_citizen_token(
+        self, *, user: tuple[str, uuid.UUID, str | None], **_: Any
+    ) -> dict[str, Any]:
+        acting_as, participant_id, pseudonym = user
+        return self._tokens.issue_citizen_token(
+            participant_id=participant_id, acting_as=acting_as, guardian=pseudonym
+        )
+
     def _generate_staff_token(
         self, *, client: ClientRecord, scope: str | None, user: StaffRead, **_: Any
     ) -> dict[str, Any]:
@@ -589,6 +670,7 @@ class AuthRuntime:
 
     issuer: str
     tokens: AccessTokens
+    citizen_issuers: CitizenIssuers = field(default_factory=lambda: CitizenIssuers(()))
 
     @classmethod
     def load(cls, settings: GatewaySettings) -> AuthRuntime:
@@ -608,7 +690,9 @@ class AuthRuntime:
             )
         except ValueError as exc:
             raise AuthConfigError(str(exc)) from None
-        return cls(issuer=issuer, tokens=tokens)
+        return cls(
+            issuer=issuer, tokens=tokens, citizen_issuers=CitizenIssuers(settings.citizen_issuers)
+        )
 
     @property
     def token_endpoint(self) -> str:
@@ -624,7 +708,9 @@ class AuthRuntime:
             "issuer": self.issuer,
             "token_endpoint": self.token_endpoint,
             "jwks_uri": self.issuer + "/.well-known/jwks.json",
-            "grant_types_supported": list(GRANT_TYPES),
+            "grant_types_supported": [
+                g for g in GRANT_TYPES if g != TOKEN_EXCHANGE_GRANT_TYPE or self.citizen_issuers
+            ],
             "response_types_supported": [],
             "token_endpoint_auth_methods_supported": [AUTH_METHOD],
             "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
@@ -662,6 +748,18 @@ _TOKEN_FORM_SCHEMA = {
             "type": "string",
             "description": f"{JWT_BEARER_GRANT_TYPE} only: a JWT signed with one of the "
             "client's keys, iss the client id, sub the staff member's id (RFC 7523 §2.1).",
+        },
+        "subject_token": {
+            "type": "string",
+            "description": f"{TOKEN_EXCHANGE_GRANT_TYPE} only (RFC 8693): the citizen's ID "
+            "token from an identity provider the gateway trusts.",
+        },
+        "subject_token_type": {"type": "string", "enum": list(SUBJECT_TOKEN_TYPES)},
+        "acting_for": {
+            "type": "string",
+            "format": "uuid",
+            "description": "Token exchange only: the minor's participant id, when the citizen "
+            "acts as their guardian.",
         },
         "client_assertion_type": {"type": "string", "enum": [ASSERTION_TYPE]},
         "client_assertion": {

@@ -2,11 +2,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
 
 from gateway.policy.document import SHIPPED_POLICY
 from shared.settings import ComponentSettings
+
+
+class CitizenIssuer(BaseModel):
+    """An identity provider the gateway trusts for citizens (ID-porten, Entra ID): its ID
+    tokens are exchanged for a Broen citizen token at POST /oauth/token (RFC 8693)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    issuer: str = Field(description="The `iss` its tokens carry.")
+    jwks_path: Path = Field(description="Its public keys (a JWKS file the operator keeps current).")
+    audience: str = Field(description="The `aud` its tokens must carry (Broen's client there).")
+    national_id_claim: str = Field("pid", description="The claim holding the national id.")
+    algorithms: tuple[str, ...] = ("RS256", "ES256", "EdDSA")
 
 
 class GatewaySettings(ComponentSettings):
@@ -27,3 +40,6 @@ class GatewaySettings(ComponentSettings):
     audit_head_interval_seconds: float = Field(60.0, gt=0)
     # The personvern policy document; a deployment may point at its own.
     policy_path: Path = SHIPPED_POLICY
+    # Identity providers trusted for citizens, as JSON: [{"issuer": ..., "jwks_path": ...,
+    # "audience": ..., "national_id_claim": "pid"}]. None by default.
+    citizen_issuers: list[CitizenIssuer] = Field(default_factory=list)

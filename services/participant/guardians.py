@@ -24,6 +24,9 @@ from shared.crypto import Keyring, associated_data, open_sealed
 from shared.internal_auth import CallerContext
 from shared.problems import ValidationProblem
 
+# A blind index of its own kind: the pseudonym cannot be matched against the national id index.
+GUARDIAN_PSEUDONYM = "guardian"
+
 
 class NoGuardianForAdults(ValidationProblem):
     type = "no-guardian-for-adults"
@@ -92,4 +95,5 @@ async def identify(session: AsyncSession, keyring: Keyring, national_id: str) ->
     return CitizenIdentity(
         participant_id=await store.find_participant_id(session, index),
         wards=await store.wards(session, guardian_index=index, now=now_utc()),
+        pseudonym=keyring.blind_index(GUARDIAN_PSEUDONYM, national_id)[:32],
     )

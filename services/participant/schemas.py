@@ -389,3 +389,6 @@ class CitizenIdentity(BaseModel):
 
     participant_id: uuid.UUID | None
     wards: list[uuid.UUID]
+    # A stable pseudonym of the person (keyed hash of the national id): it names a guardian
+    # in the tokens they act with, never the number itself.
+    pseudonym: str

@@ -36,6 +36,7 @@ class World:
     teacher: StaffRead
     other_teacher: StaffRead
     participant: str
+    national_id: str
 
     @property
     def url(self) -> str:
@@ -82,7 +83,7 @@ async def world(stack: Stack, *, national_id: str = KARI, **nav_values: object) 
             headers=await stack.as_org(organisation),
         )
         assert assigned.status_code == 201, assigned.text
-    return World(nav, skole, nav_unit, veileder, teacher, other_teacher, participant)
+    return World(nav, skole, nav_unit, veileder, teacher, other_teacher, participant, national_id)
 
 
 def consent(categories: tuple[str, ...], **overrides: object) -> Consent:
