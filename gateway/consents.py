@@ -341,7 +341,17 @@ async def list_participants_consents(
     found, _ = await consents.fetch(
         ConsentList, "GET", f"/api/v1/participants/{participant_id}/consents", caller, params=params
     )
-    return _json(found)
+    return _json(found.model_copy(update={"items": [_seen_by(caller, c) for c in found.items]}))
+
+
+def _seen_by(caller: CallerContext, consent: ConsentRead) -> ConsentRead:
+    """Who in another organisation recorded a consent, and where it keeps the proof, stay
+    with that organisation (the participant sees both among their own consents)."""
+    collection = consent.collection
+    if collection.collected_by_orgnr in (None, caller.orgnr):
+        return consent
+    hidden = collection.model_copy(update={"collected_by_staff_id": None, "evidence": None})
+    return consent.model_copy(update={"collection": hidden})
 
 
 @router.get("/me/consents", tags=["me"], response_model=ConsentList)

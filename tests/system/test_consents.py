@@ -207,6 +207,21 @@ async def test_nav_records_a_paper_consent_the_participant_sees_and_the_school_m
     }
     assert listed["controllers"] == [NAV] and listed["history"][0]["type"] == "recorded"
     assert read.json()["email"] == "kari@nav.example"
+    # The school, working with Kari, sees the consent but not NAV's staff id or proof.
+    seen = await stack.http.get(
+        f"{w.url}/consents", headers=stack.as_staff(w.skole, w.teacher, scopes=SCOPES_STAFF)
+    )
+    [by_school_eyes] = seen.json()["items"]
+    assert by_school_eyes["collection"] == {
+        "method": "paper",
+        "collected_by_orgnr": NAV,
+        "collected_by_staff_id": None,
+        "evidence": None,
+    }
+    navs = await stack.http.get(
+        f"{w.url}/consents", headers=stack.as_staff(w.nav, w.veileder, scopes=SCOPES_STAFF)
+    )
+    assert navs.json()["items"][0]["collection"]["evidence"] == "Signert skjema, arkivsak 2026/4711"
     async with stack.consent.state.sessionmaker() as session:
         types = (await session.scalars(select(OutboxEvent.type))).all()
     assert "no.broen.consent.recorded" in types
