@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, time
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -37,6 +37,7 @@ from services.consent.schemas import (
     RequestAnswer,
 )
 from services.participant.errors import ParticipantNotFound
+from services.participant.schemas import eighteenth_birthday
 from shared.internal_auth import CallerContext
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit
 from shared.problems import Forbidden, ValidationProblem, problem_responses
@@ -160,16 +161,8 @@ def check_grantor(
             may_grant=refused,
         )
     if grantor == "guardian" and subject.birth_date is not None:
-        return _eighteenth_birthday(subject.birth_date)
+        return eighteenth_birthday(subject.birth_date)
     return None
-
-
-def _eighteenth_birthday(born: date) -> datetime:
-    try:
-        day = born.replace(year=born.year + 18)
-    except ValueError:  # 29 February
-        day = date(born.year + 18, 3, 1)
-    return datetime.combine(day, time(), tzinfo=UTC)
 
 
 # --- asking for consent --------------------------------------------------------------------

@@ -4,14 +4,18 @@ citizen with a national id is to Broen (a participant, a guardian, or both)."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime, time
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from stdnum.no import fodselsnummer
 
 from services.participant import store
 from services.participant.models import Guardianship
-from services.participant.schemas import CitizenIdentity, GuardianCreate, GuardianRead
+from services.participant.schemas import (
+    CitizenIdentity,
+    GuardianCreate,
+    GuardianRead,
+    eighteenth_birthday,
+)
 from services.participant.service import (
     NATIONAL_ID_INDEX,
     caller_organisation,
@@ -31,14 +35,6 @@ GUARDIAN_PSEUDONYM = "guardian"
 class NoGuardianForAdults(ValidationProblem):
     type = "no-guardian-for-adults"
     title = "An adult has no guardian"
-
-
-def eighteenth_birthday(born: date) -> datetime:
-    try:
-        day = born.replace(year=born.year + 18)
-    except ValueError:  # born on 29 February
-        day = date(born.year + 18, 3, 1)
-    return datetime.combine(day, time(), tzinfo=UTC)
 
 
 async def add_guardian(

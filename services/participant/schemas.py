@@ -4,7 +4,7 @@ these same models before projecting them, so the contract is written once."""
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -355,6 +355,15 @@ class ProgrammePage(ProgrammeList):
 
 class TimelinePage(Timeline):
     facts: DecisionFacts
+
+
+def eighteenth_birthday(born: date) -> datetime:
+    """When parental responsibility ends: a guardianship, and a guardian's consent, end then."""
+    try:
+        day = born.replace(year=born.year + 18)
+    except ValueError:  # born on 29 February
+        day = date(born.year + 18, 3, 1)
+    return datetime.combine(day, time(), tzinfo=UTC)
 
 
 class GuardianCreate(BaseModel):
