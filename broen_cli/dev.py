@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 import uuid
@@ -24,6 +25,8 @@ from broen_cli.directory import add_organisation, in_directory
 from gateway.oauth import ORGANISATION_SCOPES, AuthRuntime, register_client
 from gateway.settings import GatewaySettings
 from gateway.tokens import AccessTokens
+from services.consent import service as consent_service
+from services.consent.schemas import Notice, RecordedConsent
 from services.participant import assignments
 from services.participant import directory as participant_directory
 from services.participant import guardians as participant_guardians
@@ -41,6 +44,7 @@ from services.participant.schemas import (
     UnitCreate,
 )
 from shared.crypto import Keyring
+from shared.db import make_engine, make_sessionmaker
 from shared.internal_auth import CallerContext
 from shared.keys import write_secret_json
 from shared.settings import ConfigurationError, ensure_dev_mode_is_safe
@@ -233,7 +237,43 @@ def seed_demo_world() -> dict[str, Any]:
         )
         clients.append({"client_id": client_id, "orgnr": orgnr, "private_key": str(path)})
     people = in_directory(_seed_people)
-    return {"organisations": len(DEMO_ORGANISATIONS), "clients": clients, **people}
+    kari = uuid.UUID(people["participants"]["Kari Nordmann"])
+    consent = asyncio.run(_seed_consent(kari))
+    return {
+        "organisations": len(DEMO_ORGANISATIONS),
+        "clients": clients,
+        **people,
+        "consents": [consent],
+    }
+
+
+async def _seed_consent(participant_id: uuid.UUID) -> str:
+    """Kari's consent, on paper and recorded by NAV: NAV may tell the school how to reach
+    her and who follows her up, for follow-up. The kontaktlærer then sees both."""
+    settings = settings_for("consent")
+    engine = make_engine(settings.database_url)
+    keyring = Keyring.load(settings.keys_dir, "consent")
+    nav = CallerContext(kind="system", orgnr="889640782", agency_type="nav")
+    consent = RecordedConsent(
+        participant_id=participant_id,
+        disclosers=["nav"],
+        recipients=["skole"],
+        purposes=["oppfolging"],
+        categories=["contact", "nav.followup"],
+        collection_method="paper",
+        evidence="Demo: signert samtykkeskjema",
+        notice=Notice(
+            version="demo-samtykke-1",
+            hash="sha256:" + hashlib.sha256(b"demo-samtykke-1").hexdigest(),
+            language="nb",
+        ),
+    )
+    try:
+        async with make_sessionmaker(engine).begin() as session:
+            recorded = await consent_service.record(session, keyring, nav, consent)
+    finally:
+        await engine.dispose()
+    return str(recorded.id)
 
 
 def demo_staff_table() -> str:

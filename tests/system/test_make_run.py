@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from broen_cli.dev import synthetic_national_id
 from services.participant.settings import ParticipantSettings
 from shared.settings import DevModeRefused, ensure_dev_mode_is_safe
 
@@ -263,6 +264,23 @@ def _walk_through_the_readme(workdir: Path, env: dict[str, str], printed: str) -
     assert receipt.status_code == 200 and receipt.json()["receipt"].count(".") == 2
     withdrawn = httpx.post(f"{consent}/withdraw", headers=citizen, timeout=10.0)
     assert withdrawn.json()["status"] == "withdrawn"
+    # The seeded consent: NAV may tell Kari's school who follows her up, so her
+    # kontaktlærer sees the NAV veileder's assignment.
+    tone = {
+        **bearer(broen("dev", "token", "--staff", teacher)),
+        "Broen-Purpose": "oppfolging",
+    }
+    kari = httpx.post(
+        f"{gateway}/participants/lookup",
+        json={"national_id": synthetic_national_id("150805512")},
+        headers=tone, timeout=10.0,
+    )
+    assert kari.status_code == 200, kari.text
+    seen = httpx.get(
+        f"{gateway}/participants/{kari.json()['id']}/assignments", headers=tone, timeout=10.0
+    )
+    roles = {(a["orgnr"], a.get("role")) for a in seen.json()["items"]}
+    assert ("889640782", "veileder") in roles, seen.text
 
 
 @pytest.mark.slow
