@@ -214,8 +214,12 @@ async def withdraw_consent(
 
 def _receipt(request: Request, consent: ConsentRead) -> ReceiptRead:
     keys: ReceiptKeys = request.app.state.receipt_keys
+    settings = request.app.state.settings
     claims = receipt_claims(
-        consent, issuer=request.app.state.settings.receipt_issuer, now=service.now_utc()
+        consent,
+        issuer=settings.receipt_issuer,
+        now=service.now_utc(),
+        policy_url=settings.privacy_policy_url,
     )
     return ReceiptRead(consent_id=consent.id, receipt=sign_receipt(keys, claims))
 

@@ -12,3 +12,5 @@ class ConsentSettings(ComponentSettings):
     port: int = 8002
     # The `iss` of consent receipts: the public base URL of the gateway (its issuer).
     receipt_issuer: str = "http://127.0.0.1:8000"
+    # The controllers' privacy notice (Kantara's policyUrl), stated in every receipt.
+    privacy_policy_url: str | None = None
