@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from gateway.audit import AuditKeys, AuditWriter, HeadSigner
 from gateway.audit_routes import router as audit_router
-from gateway.clients import ConsentClient, ParticipantClient, Upstream
+from gateway.clients import ConsentClient, ParticipantClient
 from gateway.consents import router as consents_router
 from gateway.consents import well_known as consents_well_known
 from gateway.innsyn import router as innsyn_router
@@ -21,6 +21,7 @@ from gateway.personvern import Personvern
 from gateway.policy import ConsentSource, load_policy
 from gateway.settings import GatewaySettings
 from shared.app import install_common
+from shared.clients import Upstream
 from shared.db import make_engine, make_sessionmaker
 from shared.internal_auth import InternalTokenSigner
 from shared.keys import load_internal_signing_key
@@ -60,17 +61,20 @@ def create_app(
             settings.audit_head_file,
             interval_seconds=settings.audit_head_interval_seconds,
         )
-        participant = Upstream(
-            "participant",
-            settings.participant_url,
-            signer,
-            settings,
-            transport=transports.get("participant"),
-        )
+
+        def upstream(name: str, url: str) -> Upstream:
+            return Upstream(
+                name,
+                url,
+                signer,
+                timeout_seconds=settings.upstream_timeout_seconds,
+                connect_timeout_seconds=settings.upstream_connect_timeout_seconds,
+                transport=transports.get(name),
+            )
+
+        participant = upstream("participant", settings.participant_url)
         app.state.participant_client = ParticipantClient(participant)
-        consent = Upstream(
-            "consent", settings.consent_url, signer, settings, transport=transports.get("consent")
-        )
+        consent = upstream("consent", settings.consent_url)
         app.state.consent_client = ConsentClient(consent)
         app.state.personvern = Personvern(
             policy, consents or app.state.consent_client, audit_writer

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 
-from gateway.clients import GATEWAY_ITSELF, ConsentClient, ParticipantClient, Upstream
+from gateway.clients import GATEWAY_ITSELF, ConsentClient, ParticipantClient
 from gateway.deps import CallerDep, require_scope
 from gateway.personvern import PersonvernDep, PurposeDep
 from gateway.policy import Context, Policy, PurposeNotAllowed, Subject, gate_reason, subject_of
@@ -38,6 +38,7 @@ from services.consent.schemas import (
 )
 from services.participant.errors import ParticipantNotFound
 from services.participant.schemas import eighteenth_birthday
+from shared.clients import Upstream
 from shared.internal_auth import CallerContext
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit
 from shared.problems import Forbidden, ValidationProblem, problem_responses

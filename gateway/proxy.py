@@ -7,8 +7,9 @@ from fastapi import Request
 from starlette.background import BackgroundTask
 from starlette.responses import StreamingResponse
 
-from gateway.clients import RELATIONSHIP_HEADER, Upstream
+from gateway.clients import RELATIONSHIP_HEADER
 from shared.app import REQUEST_ID_HEADER
+from shared.clients import Upstream
 from shared.internal_auth import HEADER as INTERNAL_TOKEN_HEADER
 from shared.internal_auth import CallerContext
 

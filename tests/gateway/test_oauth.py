@@ -24,9 +24,9 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from typer.testing import CliRunner
 
 from gateway import store
-from gateway.clients import UpstreamProblem
 from gateway.oauth import AuthConfigError, AuthRuntime, InvalidClientRegistration, register_client
 from gateway.settings import GatewaySettings
+from shared.clients import UpstreamProblem
 from shared.db import make_engine, make_sessionmaker
 from shared.internal_auth import CallerContext
 from shared.keys import MissingKey

@@ -1,0 +1,127 @@
+"""Typed service-to-service calls: one long-lived HTTP client per upstream service,
+explicit timeouts, an internal token for the caller on every call, the request id passed
+on, and problems turned into exceptions (a 5xx or an unreachable service is a 503)."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import httpx
+from httpx_aiohttp import AiohttpTransport
+from pydantic import BaseModel
+
+from shared.app import REQUEST_ID_HEADER, current_request_id
+from shared.internal_auth import CallerContext, InternalTokenSigner, internal_headers
+from shared.problems import Problem, ServiceUnavailable
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class UpstreamProblem(Problem):
+    """A problem answered by a service, passed on to the caller as it was."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(str(body.get("detail", "")))
+        self.status = status
+        self._body = body
+
+    def body(self) -> dict[str, Any]:
+        return self._body
+
+
+class Upstream:
+    """One service behind the gateway."""
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        signer: InternalTokenSigner,
+        *,
+        timeout_seconds: float,
+        connect_timeout_seconds: float,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.name = name
+        self.signer = signer
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+        self.http = httpx.AsyncClient(
+            base_url=base_url,
+            # aiohttp's connection pool under httpx's interface: httpcore's pool polls every
+            # pooled socket on each request (encode/httpx#3215), which made the hop cost more
+            # CPU than the service behind it (PERFORMANCE.md).
+            transport=transport or AiohttpTransport(limits=limits, trust_env=False),
+            timeout=httpx.Timeout(timeout_seconds, connect=connect_timeout_seconds),
+            limits=limits,
+        )
+
+    def headers_for(self, caller: CallerContext) -> dict[str, str]:
+        headers = internal_headers(self.signer, self.name, caller)
+        request_id = current_request_id.get()
+        if request_id:
+            headers[REQUEST_ID_HEADER] = request_id
+        return headers
+
+    async def send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
+        try:
+            return await self.http.send(request, stream=stream)
+        except (httpx.TransportError, httpx.TimeoutException):
+            raise ServiceUnavailable(
+                f"The {self.name} service is not answering; try again shortly."
+            ) from None
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        caller: CallerContext,
+        *,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        all_headers = self.headers_for(caller)
+        if content is not None:
+            all_headers["Content-Type"] = "application/json"
+        all_headers.update(headers or {})
+        response = await self.send(
+            self.http.build_request(
+                method, path, content=content, headers=all_headers, params=params
+            )
+        )
+        if response.status_code >= 400:
+            raise _problem_from(self.name, response)
+        return response
+
+    async def fetch(
+        self,
+        model: type[M],
+        method: str,
+        path: str,
+        caller: CallerContext,
+        *,
+        content: bytes | None = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[M, int]:
+        """The answer parsed into its model, and the status."""
+        response = await self.call(
+            method, path, caller, content=content, params=params, headers=headers
+        )
+        return model.model_validate_json(response.content), response.status_code
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+def _problem_from(name: str, response: httpx.Response) -> Problem:
+    if response.status_code >= 500:
+        return ServiceUnavailable(f"The {name} service could not answer; try again shortly.")
+    if response.status_code == 401:
+        # The gateway's own internal token was refused: a configuration fault, not the caller's.
+        return ServiceUnavailable(f"The {name} service refused the gateway; try again shortly.")
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"title": "Upstream error", "status": response.status_code}
+    return UpstreamProblem(response.status_code, body)
