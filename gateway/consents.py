@@ -18,8 +18,7 @@ from pydantic import BaseModel
 from gateway.clients import GATEWAY_ITSELF, ConsentClient, ParticipantClient
 from gateway.deps import CallerDep, require_scope
 from gateway.personvern import PersonvernDep, PurposeDep
-from gateway.policy import Context, Policy, PurposeNotAllowed, Subject, gate_reason, subject_of
-from gateway.policy.consents import NONE
+from gateway.policy import Policy, PurposeNotAllowed, Subject, gate_reason, subject_of
 from gateway.policy.decide import PURPOSE_NOT_ALLOWED, allowed_purposes, grantors_counting
 from gateway.policy.project import whole_resource_decision
 from services.consent.errors import ConsentNotFound
@@ -124,10 +123,8 @@ async def visible_subject(
     role may not declare is a 400 listing the ones it may)."""
     answer = await participants.read(caller, participant_id)
     subject = subject_of(answer.participant)
-    now = datetime.now(UTC)
     for purpose in purposes:
-        context = Context(caller, purpose, answer.relationships, subject, NONE, now)
-        reason = gate_reason(personvern.policy, context)
+        reason = personvern.gate(caller, purpose, answer.relationships, subject)
         if reason == PURPOSE_NOT_ALLOWED:
             raise PurposeNotAllowed(
                 f"Your role may not work with the purpose {purpose}.",
@@ -405,10 +402,8 @@ async def _organisations_consent(
     consent, _ = await consents.fetch(ConsentRead, "GET", f"/api/v1/consents/{consent_id}", caller)
     answer = await participants.read(caller, consent.participant_id)
     subject = subject_of(answer.participant)
-    now = datetime.now(UTC)
     for purpose in allowed_purposes(personvern.policy, caller):
-        context = Context(caller, purpose, answer.relationships, subject, NONE, now)
-        if gate_reason(personvern.policy, context) is None:
+        if personvern.gate(caller, purpose, answer.relationships, subject) is None:
             return consent
     raise ConsentNotFound()
 

@@ -31,9 +31,11 @@ from gateway.policy import (
     Grants,
     Policy,
     Subject,
+    gate_reason,
     read_grants,
     require_purpose,
 )
+from gateway.policy.consents import NONE
 from gateway.policy.decide import CONSENT, LEGAL_BASIS, OWN_ORGANISATION
 from shared.app import current_request_id
 from shared.internal_auth import CallerContext
@@ -82,6 +84,20 @@ class Personvern:
         return Context(
             caller, purpose, frozenset(relationships), subject, grants, datetime.now(UTC)
         )
+
+    def gate(
+        self,
+        caller: CallerContext,
+        purpose: str,
+        relationships: Iterable[str],
+        subject: Subject,
+    ) -> str | None:
+        """Why the caller may work with nothing of the participant for `purpose`, or None
+        (the part of the decision that needs no grants)."""
+        context = Context(
+            caller, purpose, frozenset(relationships), subject, NONE, datetime.now(UTC)
+        )
+        return gate_reason(self.policy, context)
 
     async def record(
         self, context: Context, participant_id: uuid.UUID, decisions: Iterable[Decision]

@@ -90,6 +90,13 @@ async def _data_key(session: AsyncSession, keyring: Keyring, participant_id: uui
     return key
 
 
+async def _data_keys(
+    session: AsyncSession, keyring: Keyring, participant_ids: set[uuid.UUID]
+) -> dict[uuid.UUID, bytes]:
+    """Each participant's data key, once (a page usually holds one participant's rows)."""
+    return {pid: await _data_key(session, keyring, pid) for pid in participant_ids}
+
+
 def _seal(key: bytes, table: str, column: str, row_id: uuid.UUID, text: str) -> bytes:
     return seal(key, text.encode(), associated_data(table, column, str(row_id)))
 
@@ -157,12 +164,17 @@ def _request_read(request: ConsentRequest, justification: str) -> ConsentRequest
 async def read_requests(
     session: AsyncSession, keyring: Keyring, requests: Sequence[ConsentRequest]
 ) -> list[ConsentRequestRead]:
-    if not requests:
-        return []
-    key = await _data_key(session, keyring, requests[0].participant_id)
+    keys = await _data_keys(session, keyring, {r.participant_id for r in requests})
     return [
         _request_read(
-            r, _open(key, "consent_requests", "justification", r.id, r.justification_sealed)
+            r,
+            _open(
+                keys[r.participant_id],
+                "consent_requests",
+                "justification",
+                r.id,
+                r.justification_sealed,
+            ),
         )
         for r in requests
     ]
@@ -395,12 +407,10 @@ def status_of(consent: Consent, now: datetime) -> str:
 async def read_consents(
     session: AsyncSession, keyring: Keyring, consents: Sequence[Consent]
 ) -> list[ConsentRead]:
-    if not consents:
-        return []
-    key = await _data_key(session, keyring, consents[0].participant_id)
+    keys = await _data_keys(session, keyring, {c.participant_id for c in consents})
     histories = await store.history(session, [c.id for c in consents])
     now = now_utc()
-    return [_consent_read(c, key, histories[c.id], now) for c in consents]
+    return [_consent_read(c, keys[c.participant_id], histories[c.id], now) for c in consents]
 
 
 async def read_consent(session: AsyncSession, keyring: Keyring, consent: Consent) -> ConsentRead:
