@@ -14,6 +14,7 @@ from gateway.clients import ConsentClient, ParticipantClient
 from gateway.consents import router as consents_router
 from gateway.consents import well_known as consents_well_known
 from gateway.innsyn import router as innsyn_router
+from gateway.messages import router as messages_router
 from gateway.oauth import AuthRuntime
 from gateway.oauth import router as oauth_router
 from gateway.participants import router as participants_router
@@ -76,6 +77,8 @@ def create_app(
         app.state.participant_client = ParticipantClient(participant)
         consent = upstream("consent", settings.consent_url)
         app.state.consent_client = ConsentClient(consent)
+        messaging = upstream("messaging", settings.messaging_url)
+        app.state.messaging = messaging
         app.state.personvern = Personvern(
             policy, consents or app.state.consent_client, audit_writer
         )
@@ -86,6 +89,7 @@ def create_app(
         finally:
             await participant.aclose()
             await consent.aclose()
+            await messaging.aclose()
             # Queued entries are written, then the last head signed and exported.
             await audit_writer.aclose()
             await head_signer.aclose()
@@ -105,4 +109,5 @@ def create_app(
     app.include_router(innsyn_router)
     app.include_router(consents_router)
     app.include_router(consents_well_known)
+    app.include_router(messages_router)
     return app

@@ -17,6 +17,8 @@ from services.participant.schemas import (
     CitizenLookup,
     OrganisationRead,
     ParticipantRead,
+    RouteAnswer,
+    RouteQuery,
     StaffRead,
 )
 from shared.clients import Upstream, UpstreamProblem
@@ -73,6 +75,20 @@ class ParticipantClient:
         return await self.upstream.fetch(
             model, method, path, caller, content=content, params=params, headers=headers
         )
+
+    async def route(
+        self, caller: CallerContext, participant_id: uuid.UUID, query: RouteQuery
+    ) -> RouteAnswer:
+        """Who a message the caller sends about the participant reaches now, with the
+        facts its decision needs (the caller's relationships, the participant's flags)."""
+        answer, _ = await self.upstream.fetch(
+            RouteAnswer,
+            "POST",
+            f"/api/v1/participants/{participant_id}/route",
+            caller,
+            content=query.model_dump_json().encode(),
+        )
+        return answer
 
     async def read_organisation(self, caller: CallerContext, orgnr: str) -> OrganisationRead | None:
         """An organisation of the directory, or None if there is none."""

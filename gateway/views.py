@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -73,3 +74,73 @@ class EventView(EventRead):
 class TimelineView(BaseModel):
     items: list[EventView]
     next_cursor: str | None = None
+
+
+# --- threads -------------------------------------------------------------------------------
+
+
+class PartyView(BaseModel):
+    """One side of a thread: the organisation, the role, the unit by its handle (a NAV unit
+    by its neutral routing handle for a strengt fortrolig participant), and the person only
+    where the policy releases who holds the role (always within your own organisation)."""
+
+    orgnr: str
+    agency_type: str
+    role: Role | None = Field(description="None: a unit's inbox, or an organisation's system.")
+    unit_handle: str | None
+    staff_id: uuid.UUID | None
+    staff_name: str | None
+
+
+class HandoverView(BaseModel):
+    """The recipient role changed hands (a new assignment): the thread followed it."""
+
+    at: datetime
+    from_staff_id: uuid.UUID | None
+    to_staff_id: uuid.UUID | None
+
+
+class ThreadView(BaseModel):
+    id: uuid.UUID
+    participant_id: uuid.UUID
+    purpose: str
+    subject: str
+    me: Literal["initiator", "recipient"] = Field(description="Your side of the thread.")
+    initiator: PartyView
+    recipient: PartyView
+    created_at: datetime
+    last_message_at: datetime
+    message_count: int
+    unread: int = Field(description="Messages from the other side you have not marked read.")
+    waiting_on: Literal["initiator", "recipient"] | None = Field(
+        description="Whose turn it is to answer (None once closed)."
+    )
+    waiting_on_me: bool
+    overdue: bool = Field(
+        description="Unanswered by the recipient past the working days allowed; the "
+        "recipient unit's inbox has been told."
+    )
+    closed_at: datetime | None
+    handovers: list[HandoverView]
+
+
+class ThreadViewList(BaseModel):
+    items: list[ThreadView]
+    next_cursor: str | None
+
+
+class MessageView(BaseModel):
+    id: uuid.UUID
+    thread_id: uuid.UUID
+    side: Literal["initiator", "recipient"]
+    mine: bool = Field(description="Sent by your side.")
+    sender_orgnr: str
+    sender_staff_id: uuid.UUID | None
+    body: str
+    sent_at: datetime
+    read_by_other_side: bool = Field(description="The read receipt.")
+
+
+class MessageViewList(BaseModel):
+    items: list[MessageView]
+    next_cursor: str | None

@@ -126,19 +126,27 @@ def problem_response(problem: Problem) -> JSONResponse:
     )
 
 
+_PLACES = frozenset({"body", "query", "path", "header", "cookie"})
+
+
 def validation_errors(errors: list[Any]) -> list[dict[str, Any]]:
     """Field positions and messages of pydantic errors, never the offending values."""
     listed = []
     for error in errors:
         location = [str(part) for part in error.get("loc", ())]
-        listed.append(
-            {
-                "field": ".".join(p for p in location if p not in {"body", "query", "path"}),
-                "location": location,
-                "message": _message_without_input(error),
-                "code": error.get("type", "invalid"),
-            }
-        )
+        # The first part says where (body, query, path, header); a field may be named "body".
+        field = location[1:] if location[:1] and location[0] in _PLACES else location
+        entry = {
+            "field": ".".join(field),
+            "location": location,
+            "message": _message_without_input(error),
+            "code": error.get("type", "invalid"),
+        }
+        # Our validators may point into a text (e.g. where a national id is), never quote it.
+        position = (error.get("ctx") or {}).get("position")
+        if isinstance(position, int):
+            entry["position"] = position
+        listed.append(entry)
     return listed
 
 

@@ -44,3 +44,7 @@ Category = Literal[
     "messages",
 ]
 CATEGORIES: tuple[str, ...] = Category.__args__  # type: ignore[attr-defined]
+
+# Who sees a unit's inbox: messages addressed to the unit, or to a role that only the unit
+# holds (no person assigned yet), reach its contact person or opplæringskoordinator.
+UNIT_INBOX_ROLES: tuple[str, ...] = ("kontaktperson", "opplaeringskoordinator")

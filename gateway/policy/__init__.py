@@ -28,6 +28,7 @@ from gateway.policy.decide import (
     Subject,
     allowed_purposes,
     decide,
+    decide_crossing,
     gate_reason,
     require_purpose,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "Subject",
     "allowed_purposes",
     "decide",
+    "decide_crossing",
     "decide_events",
     "decide_participant",
     "decide_records",

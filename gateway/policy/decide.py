@@ -319,6 +319,22 @@ def _crossing(policy: Policy, context: Context, owner: Owner, category: str) -> 
     return (True, CONSENT, consent_rules[0].id, consent.id)
 
 
+def decide_crossing(
+    policy: Policy, context: Context, owner: Owner, category: str, field: str
+) -> FieldDecision:
+    """Whether a value of `category` held by `owner` may cross to the caller's organisation
+    for the context's purpose, by the flow rules alone: for what the caller is handed rather
+    than reads (a message: `owner` is its sender, the caller its recipient)."""
+    if owner.orgnr == context.caller.orgnr:
+        release, reason, rule, basis = True, OWN_ORGANISATION, "own-organisation", None
+    else:
+        release, reason, rule, basis = _crossing(policy, context, owner, category)
+    shown = reason if release else (NO_CONSENT if reason == NO_CONSENT else NOT_SHARED)
+    return FieldDecision(
+        field, category, release, reason, shown, rule, basis, True, None, owner.orgnr
+    )
+
+
 def _legal_basis_in_force(grants: Grants, rule: Rule, now: datetime) -> bool:
     return any(b.ref == rule.legal_ref and b.in_force(now) for b in grants.legal_bases)
 

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Integer, LargeBinary, String, Text, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from shared.data_keys import ParticipantKeyMixin
 from shared.db import UtcDateTime, make_metadata
 from shared.outbox import OutboxMixin
 
@@ -29,15 +30,9 @@ class OutboxEvent(OutboxMixin, Base):
     pass
 
 
-class ParticipantKey(Base):
-    """The participant's data key here, wrapped by the master key: it seals the free text
-    of their consents and requests; destroying it shreds that text."""
-
-    __tablename__ = "participant_keys"
-
-    participant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    kid: Mapped[str] = mapped_column(String(50))
-    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+class ParticipantKey(ParticipantKeyMixin, Base):
+    """The participant's data key here: it seals the free text of their consents and
+    requests; destroying it shreds that text."""
 
 
 class Consent(Base):

@@ -43,7 +43,8 @@ from services.consent.schemas import (
     RecordedConsent,
     Requester,
 )
-from shared.crypto import Keyring, WrappedKey, associated_data, open_sealed, seal
+from shared.crypto import Keyring
+from shared.data_keys import open_text, participant_data_key, seal_text
 from shared.events import make_event
 from shared.internal_auth import CallerContext
 from shared.outbox import record_event
@@ -79,15 +80,7 @@ async def _event(
 
 
 async def _data_key(session: AsyncSession, keyring: Keyring, participant_id: uuid.UUID) -> bytes:
-    held = await store.get_participant_key(session, participant_id)
-    if held is not None:
-        return keyring.unwrap(WrappedKey(held.kid, held.wrapped_key), str(participant_id))
-    key, wrapped = keyring.new_data_key(str(participant_id))
-    await store.add_participant_key(
-        session,
-        ParticipantKey(participant_id=participant_id, kid=wrapped.kid, wrapped_key=wrapped.wrapped),
-    )
-    return key
+    return await participant_data_key(session, keyring, ParticipantKey, participant_id)
 
 
 async def _data_keys(
@@ -95,14 +88,6 @@ async def _data_keys(
 ) -> dict[uuid.UUID, bytes]:
     """Each participant's data key, once (a page usually holds one participant's rows)."""
     return {pid: await _data_key(session, keyring, pid) for pid in participant_ids}
-
-
-def _seal(key: bytes, table: str, column: str, row_id: uuid.UUID, text: str) -> bytes:
-    return seal(key, text.encode(), associated_data(table, column, str(row_id)))
-
-
-def _open(key: bytes, table: str, column: str, row_id: uuid.UUID, sealed: bytes) -> str:
-    return open_sealed(key, sealed, associated_data(table, column, str(row_id))).decode()
 
 
 # --- requests ----------------------------------------------------------------------------
@@ -123,7 +108,7 @@ async def create_request(
         purposes=list(data.purposes),
         categories=list(data.categories),
         valid_to=data.valid_to,
-        justification_sealed=_seal(
+        justification_sealed=seal_text(
             key, "consent_requests", "justification", request_id, data.justification
         ),
         notice_version=data.notice_version,
@@ -168,7 +153,7 @@ async def read_requests(
     return [
         _request_read(
             r,
-            _open(
+            open_text(
                 keys[r.participant_id],
                 "consent_requests",
                 "justification",
@@ -220,7 +205,7 @@ async def accept(
     if request.status != "pending":
         raise RequestAlreadyAnswered(request.status)
     key = await _data_key(session, keyring, request.participant_id)
-    justification = _open(
+    justification = open_text(
         key, "consent_requests", "justification", request.id, request.justification_sealed
     )
     language = answer.language or request.notice_language
@@ -319,7 +304,7 @@ async def record(
         collection_method=data.collection_method,
         collected_by_orgnr=caller.orgnr,
         collected_by_staff_id=caller.staff_id,
-        evidence_sealed=_seal(key, "consents", "evidence", consent_id, data.evidence),
+        evidence_sealed=seal_text(key, "consents", "evidence", consent_id, data.evidence),
         request_id=None,
         created_at=now,
         withdrawn_at=None,
@@ -422,7 +407,7 @@ def _consent_read(
     consent: Consent, key: bytes, history: list[ConsentHistory], now: datetime
 ) -> ConsentRead:
     evidence = (
-        _open(key, "consents", "evidence", consent.id, consent.evidence_sealed)
+        open_text(key, "consents", "evidence", consent.id, consent.evidence_sealed)
         if consent.evidence_sealed is not None
         else None
     )

@@ -16,19 +16,7 @@ from services.consent.models import (
     ConsentRequest,
     LegalBasis,
     LegalBasisChange,
-    ParticipantKey,
 )
-
-
-async def get_participant_key(
-    session: AsyncSession, participant_id: uuid.UUID
-) -> ParticipantKey | None:
-    return await session.get(ParticipantKey, participant_id)
-
-
-async def add_participant_key(session: AsyncSession, key: ParticipantKey) -> None:
-    session.add(key)
-    await session.flush()
 
 
 async def add(session: AsyncSession, *rows: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import unicodedata
 import uuid
 from datetime import UTC, datetime
 
@@ -19,7 +20,9 @@ _NORWEGIAN_LETTERS = str.maketrans({"æ": "ae", "ø": "o", "å": "a"})
 
 
 def _slug(name: str) -> str:
-    folded = name.lower().translate(_NORWEGIAN_LETTERS)
+    # æ, ø, å by the Norwegian convention; other accents dropped (Grünerløkka: grunerlokka).
+    folded = unicodedata.normalize("NFKD", name.lower().translate(_NORWEGIAN_LETTERS))
+    folded = "".join(c for c in folded if not unicodedata.combining(c))
     return re.sub(r"[^a-z0-9]+", "-", folded).strip("-")[:50] or "unit"
 
 

@@ -100,3 +100,15 @@ class EventConflict(Conflict):
 
     def __init__(self) -> None:
         super().__init__("The event could not be recorded because of a concurrent change; retry.")
+
+
+class UnknownUnit(ValidationProblem):
+    type = "unknown-unit"
+    title = "Unknown unit"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "No unit has this id or handle; an organisation's units and their inbox handles "
+            "are listed at GET /api/v1/units.",
+            errors=[{"field": "to", "message": "no such unit"}],
+        )

@@ -6,19 +6,30 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Response
 from pydantic import AwareDatetime
 
-from services.participant import assignments, directory, guardians, service, store, timeline
+from services.participant import (
+    assignments,
+    directory,
+    guardians,
+    routing,
+    service,
+    store,
+    timeline,
+)
 from services.participant.deps import CatalogueDep, KeyringDep
 from services.participant.errors import OrganisationNotFound, ParticipantNotFound
 from services.participant.schemas import (
     AssignmentCreate,
     AssignmentPage,
     AssignmentRead,
+    Caseload,
     CitizenIdentity,
     CitizenLookup,
     EventCreate,
     EventRead,
     GuardianCreate,
     GuardianRead,
+    HoldersAnswer,
+    HoldersQuery,
     OrganisationList,
     OrganisationRead,
     ParticipantCreate,
@@ -29,6 +40,8 @@ from services.participant.schemas import (
     ProgrammePage,
     ProgrammeRead,
     ProgrammeUpdate,
+    RouteAnswer,
+    RouteQuery,
     StaffRead,
     TimelinePage,
     UnitList,
@@ -166,6 +179,19 @@ async def list_assignments(
     return AssignmentPage(
         items=items, next_cursor=next_cursor(items, limit, "recorded_at"), facts=facts
     )
+
+
+@router.post("/{participant_id}/route")
+async def route_message(
+    participant_id: uuid.UUID,
+    data: RouteQuery,
+    session: SessionDep,
+    keyring: KeyringDep,
+    caller: CallerDep,
+) -> RouteAnswer:
+    """Who a message the caller sends about the participant reaches now, with the facts the
+    gateway decides it with."""
+    return await routing.route(session, keyring, caller, participant_id, data)
 
 
 @router.post("/{participant_id}/events", status_code=201, responses=problem_responses(409))
@@ -355,3 +381,15 @@ async def identify_citizen(
 ) -> CitizenIdentity:
     """Who a citizen is to Broen, from the national id their identity provider vouches for."""
     return await guardians.identify(session, keyring, data.national_id)
+
+
+@internal.post("/holders")
+async def read_holders(data: HoldersQuery, session: SessionDep) -> HoldersAnswer:
+    """The current holder of each (participant, organisation, role) slot that has one."""
+    return HoldersAnswer(holders=await routing.holders(session, data.slots))
+
+
+@internal.get("/staff/{staff_id}/caseload")
+async def read_caseload(staff_id: uuid.UUID, session: SessionDep) -> Caseload:
+    """The slots a staff member holds now, their own and their unit inbox's."""
+    return await routing.caseload(session, staff_id)

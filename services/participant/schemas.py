@@ -401,3 +401,83 @@ class CitizenIdentity(BaseModel):
     # A stable pseudonym of the person (keyed hash of the national id): it names a guardian
     # in the tokens they act with, never the number itself.
     pseudonym: str
+
+
+# --- message routing (read by the gateway and the messaging service) -------------------------
+
+
+class RouteQuery(BaseModel):
+    """Who a message about the participant reaches: the current holder of a role (at one
+    organisation, if named), or a unit's inbox by id or handle (a NAV unit's routing handle
+    too, as other agencies see it for a protected person)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role | None = None
+    orgnr: Orgnr | None = Field(None, description="With `role`: only this organisation's.")
+    unit_id: uuid.UUID | None = None
+    unit_handle: str | None = Field(None, max_length=80)
+
+    @model_validator(mode="after")
+    def _role_or_unit(self) -> RouteQuery:
+        given = [self.role, self.unit_id, self.unit_handle]
+        if sum(value is not None for value in given) != 1:
+            raise ValueError("address one of: a role, a unit_id or a unit_handle")
+        if self.role is None and self.orgnr is not None:
+            raise ValueError("orgnr goes with role; a unit names its organisation")
+        return self
+
+
+class Holder(BaseModel):
+    """Who holds a role for the participant now (a staff member, or a unit's inbox when no
+    person is assigned), or a unit addressed directly (`role` None)."""
+
+    participant_id: uuid.UUID
+    orgnr: str
+    agency_type: AgencyType
+    role: Role | None
+    unit_id: uuid.UUID
+    inbox_handle: str
+    routing_handle: str | None
+    staff_id: uuid.UUID | None
+    staff_name: str | None
+    since: datetime | None = Field(description="When the assignment began (None: a unit).")
+
+
+class RouteAnswer(BaseModel):
+    """The recipient (None when nobody holds the role) and the facts the gateway decides the
+    message with: the sender's relationships and the participant's flags."""
+
+    recipient: Holder | None
+    facts: DecisionFacts
+
+
+class Slot(BaseModel):
+    """A role at an organisation for a participant: where a thread addressed to a role lands,
+    whoever holds it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    participant_id: uuid.UUID
+    orgnr: str
+    role: Role
+
+
+class HoldersQuery(BaseModel):
+    slots: list[Slot] = Field(max_length=500)
+
+
+class HoldersAnswer(BaseModel):
+    """The current holder of each slot that has one; a slot nobody holds is left out."""
+
+    holders: list[Holder]
+
+
+class Caseload(BaseModel):
+    """The slots a staff member holds now: their own assignments and, for a unit's contact
+    person or opplæringskoordinator, those held by their unit's inbox."""
+
+    staff_id: uuid.UUID
+    unit_id: uuid.UUID
+    inbox_roles: bool
+    holders: list[Holder]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,9 +18,11 @@ from sqlalchemy import (
     inspect,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
@@ -488,3 +490,81 @@ async def wards(session: AsyncSession, *, guardian_index: str, now: datetime) ->
         .order_by(Guardianship.participant_id)
     )
     return list(rows.all())
+
+
+_HOLDER_COLUMNS = (
+    Assignment.participant_id,
+    Assignment.orgnr,
+    Organisation.agency_type,
+    Assignment.role,
+    Assignment.unit_id,
+    Unit.inbox_handle,
+    Unit.routing_handle,
+    Assignment.staff_id,
+    Staff.name,
+    Assignment.valid_from,
+)
+
+
+async def current_holders(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    participant_id: uuid.UUID | None = None,
+    role: str | None = None,
+    orgnr: str | None = None,
+    slots: Sequence[tuple[uuid.UUID, str, str]] = (),
+    staff_id: uuid.UUID | None = None,
+    inbox_of_unit: uuid.UUID | None = None,
+) -> list[RowMapping]:
+    """Current assignments, latest first: of one participant (in a role, at an
+    organisation), of the given (participant, orgnr, role) slots, or held by a staff member
+    and, with `inbox_of_unit`, by that unit's inbox."""
+    statement = (
+        select(*_HOLDER_COLUMNS)
+        .join(Organisation, Organisation.orgnr == Assignment.orgnr)
+        .join(Unit, Unit.id == Assignment.unit_id)
+        .outerjoin(Staff, Staff.id == Assignment.staff_id)
+        .where(
+            Assignment.valid_from <= now,
+            or_(Assignment.valid_to.is_(None), Assignment.valid_to > now),
+        )
+    )
+    if participant_id is not None:
+        statement = statement.where(Assignment.participant_id == participant_id)
+    if role is not None:
+        statement = statement.where(Assignment.role == role)
+    if orgnr is not None:
+        statement = statement.where(Assignment.orgnr == orgnr)
+    if slots:
+        statement = statement.where(
+            tuple_(Assignment.participant_id, Assignment.orgnr, Assignment.role).in_(slots)
+        )
+    if staff_id is not None:
+        held_by = Assignment.staff_id == staff_id
+        if inbox_of_unit is not None:
+            held_by = or_(
+                held_by, and_(Assignment.staff_id.is_(None), Assignment.unit_id == inbox_of_unit)
+            )
+        statement = statement.where(held_by)
+    statement = statement.order_by(Assignment.valid_from.desc(), Assignment.id)
+    return list((await session.execute(statement)).mappings().all())
+
+
+async def unit_with_organisation(
+    session: AsyncSession, *, unit_id: uuid.UUID | None = None, handle: str | None = None
+) -> tuple[Unit, str] | None:
+    """A unit, by id or by its inbox or routing handle, and its organisation's agency type."""
+    named = (
+        Unit.id == unit_id
+        if unit_id is not None
+        else or_(Unit.inbox_handle == handle, Unit.routing_handle == handle)
+    )
+    row = (
+        await session.execute(
+            select(Unit, Organisation.agency_type)
+            .join(Organisation, Organisation.orgnr == Unit.orgnr)
+            .where(named)
+        )
+    ).one_or_none()
+    return None if row is None else (row[0], row[1])

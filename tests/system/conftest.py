@@ -24,6 +24,8 @@ from gateway.policy import GivenGrants
 from gateway.settings import GatewaySettings
 from services.consent.app import create_app as create_consent
 from services.consent.settings import ConsentSettings
+from services.messaging.app import create_app as create_messaging
+from services.messaging.settings import MessagingSettings
 from services.participant import directory
 from services.participant import store as participant_store
 from services.participant.app import create_app as create_participant
@@ -51,6 +53,7 @@ class Stack:
     http: httpx.AsyncClient
     gateway_settings: GatewaySettings
     participant_settings: ParticipantSettings
+    messaging: FastAPI
     organisations: dict[str, Organisation] = field(default_factory=dict)
 
     async def add_organisation(
@@ -205,25 +208,44 @@ async def stack(
         issuer=ISSUER,
         participant_url="http://participant.internal",
         consent_url="http://consent.internal",
+        messaging_url="http://messaging.internal",
         audit_head_file=tmp_path / "audit-head.json",
     )
     participant = create_participant(participant_settings)
     consent = create_consent(
         ConsentSettings(database_url=database_url("consent"), keys_dir=keys_dir)
     )
+    messaging = create_messaging(
+        MessagingSettings(
+            database_url=database_url("messaging"),
+            keys_dir=keys_dir,
+            participant_url="http://participant.internal",
+        ),
+        participant_transport=httpx.ASGITransport(app=participant),
+    )
     gateway = create_gateway(
         gateway_settings,
         upstream_transports={
             "participant": httpx.ASGITransport(app=participant),
             "consent": httpx.ASGITransport(app=consent),
+            "messaging": httpx.ASGITransport(app=messaging),
         },
         consents=consents,
     )
     async with AsyncExitStack() as stack_:
         await stack_.enter_async_context(participant.router.lifespan_context(participant))
         await stack_.enter_async_context(consent.router.lifespan_context(consent))
+        await stack_.enter_async_context(messaging.router.lifespan_context(messaging))
         await stack_.enter_async_context(gateway.router.lifespan_context(gateway))
         http = await stack_.enter_async_context(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url=ISSUER)
         )
-        yield Stack(gateway, participant, consent, http, gateway_settings, participant_settings)
+        yield Stack(
+            gateway,
+            participant,
+            consent,
+            http,
+            gateway_settings,
+            participant_settings,
+            messaging,
+        )

@@ -24,6 +24,7 @@ SCOPES = [
     "audit:read",
     "consents:read",
     "consents:write",
+    "messages",
 ]
 
 

@@ -1,0 +1,157 @@
+"""Routes of the messaging service, behind the gateway (which checks the scope, the
+sender's relationship, and the basis for the `messages` category before it calls)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+
+from services.messaging import service
+from services.messaging.clients import Assignments
+from services.messaging.schemas import (
+    MessageList,
+    MessagePost,
+    MessageSent,
+    ThreadList,
+    ThreadOpen,
+    ThreadRead,
+)
+from shared.crypto import Keyring
+from shared.db import SessionDep
+from shared.internal_auth import CallerDep, require_internal_caller
+from shared.pagination import (
+    DEFAULT_LIMIT,
+    Cursor,
+    Limit,
+    encode_cursor,
+    moment_after,
+    next_cursor,
+)
+from shared.problems import problem_responses
+
+router = APIRouter(
+    prefix="/api/v1/threads",
+    dependencies=[Depends(require_internal_caller)],
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+
+
+async def get_keyring(request: Request) -> Keyring:
+    keyring: Keyring = request.app.state.keyring
+    return keyring
+
+
+async def get_assignments(request: Request) -> Assignments:
+    assignments: Assignments = request.app.state.assignments
+    return assignments
+
+
+KeyringDep = Annotated[Keyring, Depends(get_keyring)]
+AssignmentsDep = Annotated[Assignments, Depends(get_assignments)]
+
+
+@router.post("", status_code=201)
+async def open_thread(
+    data: ThreadOpen, session: SessionDep, keyring: KeyringDep, caller: CallerDep
+) -> ThreadRead:
+    """Open a thread with its first message, to the recipient the gateway resolved."""
+    return await service.open_thread(session, keyring, caller, data)
+
+
+@router.get("")
+async def list_threads(
+    session: SessionDep,
+    keyring: KeyringDep,
+    assignments: AssignmentsDep,
+    caller: CallerDep,
+    participant_id: uuid.UUID | None = None,
+    unread: bool = False,
+    waiting_on_me: bool = False,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> ThreadList:
+    """The caller's inbox, latest activity first."""
+    items = await service.inbox(
+        session,
+        keyring,
+        assignments,
+        caller,
+        participant_id=participant_id,
+        unread=unread,
+        waiting_on_me=waiting_on_me,
+        after=moment_after(cursor),
+        limit=limit,
+    )
+    last = items[-1] if len(items) == limit else None
+    return ThreadList(
+        items=items,
+        next_cursor=encode_cursor(last.last_message_at.isoformat(), str(last.id)) if last else None,
+    )
+
+
+@router.get("/{thread_id}")
+async def read_thread(
+    thread_id: uuid.UUID,
+    session: SessionDep,
+    keyring: KeyringDep,
+    assignments: AssignmentsDep,
+    caller: CallerDep,
+) -> ThreadRead:
+    """One thread the caller is a side of, with its handovers."""
+    return await service.read_thread(session, keyring, assignments, caller, thread_id)
+
+
+@router.post("/{thread_id}/messages", status_code=201)
+async def post_message(
+    thread_id: uuid.UUID,
+    data: MessagePost,
+    session: SessionDep,
+    keyring: KeyringDep,
+    assignments: AssignmentsDep,
+    caller: CallerDep,
+) -> MessageSent:
+    """Reply in a thread."""
+    return await service.post_message(session, keyring, assignments, caller, thread_id, data)
+
+
+@router.get("/{thread_id}/messages")
+async def list_messages(
+    thread_id: uuid.UUID,
+    session: SessionDep,
+    keyring: KeyringDep,
+    assignments: AssignmentsDep,
+    caller: CallerDep,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> MessageList:
+    """The thread's messages, oldest first, with read receipts."""
+    items = await service.read_messages(
+        session, keyring, assignments, caller, thread_id, after=moment_after(cursor), limit=limit
+    )
+    return MessageList(items=items, next_cursor=next_cursor(items, limit, "sent_at"))
+
+
+@router.post("/{thread_id}/read")
+async def mark_read(
+    thread_id: uuid.UUID,
+    session: SessionDep,
+    keyring: KeyringDep,
+    assignments: AssignmentsDep,
+    caller: CallerDep,
+) -> ThreadRead:
+    """Mark every message the other side sent so far as read."""
+    return await service.mark_read(session, keyring, assignments, caller, thread_id)
+
+
+@router.post("/{thread_id}/close")
+async def close_thread(
+    thread_id: uuid.UUID,
+    session: SessionDep,
+    keyring: KeyringDep,
+    assignments: AssignmentsDep,
+    caller: CallerDep,
+) -> ThreadRead:
+    """Close the thread: it takes no new messages; what it holds stays readable."""
+    return await service.close(session, keyring, assignments, caller, thread_id)
