@@ -237,43 +237,59 @@ def seed_demo_world() -> dict[str, Any]:
         )
         clients.append({"client_id": client_id, "orgnr": orgnr, "private_key": str(path)})
     people = in_directory(_seed_people)
-    kari = uuid.UUID(people["participants"]["Kari Nordmann"])
-    consent = asyncio.run(_seed_consent(kari))
+    consents = asyncio.run(
+        _seed_consents([uuid.UUID(people["participants"][name]) for name in MESSAGING_CONSENTS])
+    )
     return {
         "organisations": len(DEMO_ORGANISATIONS),
         "clients": clients,
         **people,
-        "consents": [consent],
+        "consents": consents,
     }
 
 
-async def _seed_consent(participant_id: uuid.UUID) -> str:
-    """Kari's consent, on paper and recorded by NAV: NAV may tell the school how to reach
-    her and who follows her up, for follow-up. The kontaktlærer then sees both."""
+# Whose paper consents the demo holds: NAV and the school may exchange messages about them.
+MESSAGING_CONSENTS = ("Kari Nordmann", "Ola Nordmann")
+
+
+async def _seed_consents(participant_ids: list[uuid.UUID]) -> list[str]:
+    """Consents on paper, each recorded by the organisation that discloses under it: NAV may
+    tell the school how to reach the participant and who follows them up, and write to the
+    school about them; the school may write to NAV. The first participant's kontaktlærer then
+    sees her NAV veileder, and can message "the veileder" of either."""
     settings = settings_for("consent")
     engine = make_engine(settings.database_url)
     keyring = Keyring.load(settings.keys_dir, "consent")
-    nav = CallerContext(kind="system", orgnr="889640782", agency_type="nav")
-    consent = RecordedConsent(
-        participant_id=participant_id,
-        disclosers=["nav"],
-        recipients=["skole"],
-        purposes=["oppfolging"],
-        categories=["contact", "nav.followup"],
-        collection_method="paper",
-        evidence="Demo: signert samtykkeskjema",
-        notice=Notice(
-            version="demo-samtykke-1",
-            hash="sha256:" + hashlib.sha256(b"demo-samtykke-1").hexdigest(),
-            language="nb",
-        ),
+    notice = Notice(
+        version="demo-samtykke-1",
+        hash="sha256:" + hashlib.sha256(b"demo-samtykke-1").hexdigest(),
+        language="nb",
     )
+    recorded = []
     try:
         async with make_sessionmaker(engine).begin() as session:
-            recorded = await consent_service.record(session, keyring, nav, consent)
+            for participant_id in participant_ids:
+                for discloser, recipient, categories in (
+                    ("nav", "skole", ["contact", "nav.followup", "messages"]),
+                    ("skole", "nav", ["messages"]),
+                ):
+                    orgnr = "889640782" if discloser == "nav" else "310123455"
+                    by = CallerContext(kind="system", orgnr=orgnr, agency_type=discloser)
+                    consent = RecordedConsent(
+                        participant_id=participant_id,
+                        disclosers=[discloser],
+                        recipients=[recipient],
+                        purposes=["oppfolging"],
+                        categories=categories,
+                        collection_method="paper",
+                        evidence="Demo: signert samtykkeskjema",
+                        notice=notice,
+                    )
+                    made = await consent_service.record(session, keyring, by, consent)
+                    recorded.append(str(made.id))
     finally:
         await engine.dispose()
-    return str(recorded.id)
+    return recorded
 
 
 def demo_staff_table() -> str:

@@ -281,6 +281,26 @@ def _walk_through_the_readme(workdir: Path, env: dict[str, str], printed: str) -
     )
     roles = {(a["orgnr"], a.get("role")) for a in seen.json()["items"]}
     assert ("889640782", "veileder") in roles, seen.text
+    # 9: Tone messages "the veileder" of Kari; Vera, who is, reads and answers.
+    opened = httpx.post(
+        f"{gateway}/threads",
+        json={
+            "participant_id": kari.json()["id"], "purpose": "oppfolging",
+            "to": {"role": "veileder"}, "subject": "Fravær",
+            "body": "Kari har vært borte mye. Kan vi snakkes?",
+        },
+        headers=tone, timeout=10.0,
+    )
+    assert opened.status_code == 201, opened.text
+    vera_id = next(line.split()[0] for line in printed.splitlines() if "Vera" in line)
+    vera = bearer(broen("dev", "token", "--staff", vera_id))
+    inbox = httpx.get(f"{gateway}/threads", headers=vera, timeout=10.0)
+    assert [t["id"] for t in inbox.json()["items"]] == [opened.json()["id"]], inbox.text
+    answered = httpx.post(
+        f"{gateway}/threads/{opened.json()['id']}/messages",
+        json={"body": "Ja, jeg ringer deg i morgen."}, headers=vera, timeout=10.0,
+    )
+    assert answered.status_code == 201, answered.text
 
 
 @pytest.mark.slow
