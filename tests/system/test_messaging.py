@@ -312,6 +312,31 @@ async def test_every_delivery_across_agencies_is_an_audit_entry_without_text(
     assert to_school["caller"]["agency_type"] == "skole"
     assert [r["field"] for r in to_school["released"]] == ["message.body"]
     assert "ringer" not in str(delivered) and "borte" not in str(delivered)
+    # Kari sees that NAV received a message about her, and on which consent.
+    log = await stack.http.get("/api/v1/me/access-log", headers=stack.as_citizen(w.participant))
+    received = [
+        item
+        for item in log.json()["items"]
+        if {"field": "message.body", "basis": f"consent:{consent_id}"} in item["released"]
+    ]
+    assert {item["organisation"]["orgnr"] for item in received} == {w.nav.orgnr, w.skole.orgnr}
+
+
+async def test_destroying_the_participants_data_key_shreds_their_messages(stack: Stack) -> None:
+    w = await world(stack)
+    await consent_to_messages(stack, w)
+    thread = await open_thread(stack, w)
+
+    async with stack.messaging.state.sessionmaker.begin() as session:
+        await session.execute(text("DELETE FROM participant_keys"))
+
+    shredded = await stack.http.get(
+        f"/api/v1/threads/{thread['id']}/messages", headers=staff(stack, w, w.veileder)
+    )
+    assert shredded.status_code == 200
+    assert [m["body"] for m in shredded.json()["items"]] == [""]
+    [listed] = await inbox(stack, w, w.veileder)
+    assert listed["subject"] == ""
 
 
 async def test_for_strengt_fortrolig_the_school_sees_navs_routing_handle_and_the_message_arrives(
