@@ -20,6 +20,7 @@ test: $(STAMP)
 # Figures, not asserts: gateway vs direct reads, the policy decision, audit verification.
 bench: $(STAMP)
 	$(VENV)/bin/python bench/run.py
+	$(VENV)/bin/python bench/messaging.py
 	$(VENV)/bin/python bench/policy.py
 	$(VENV)/bin/python bench/audit_verify.py
 

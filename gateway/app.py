@@ -14,6 +14,7 @@ from gateway.clients import ConsentClient, ParticipantClient
 from gateway.consents import router as consents_router
 from gateway.consents import well_known as consents_well_known
 from gateway.innsyn import router as innsyn_router
+from gateway.messages import BirthDates
 from gateway.messages import router as messages_router
 from gateway.oauth import AuthRuntime
 from gateway.oauth import router as oauth_router
@@ -79,6 +80,7 @@ def create_app(
         app.state.consent_client = ConsentClient(consent)
         messaging = upstream("messaging", settings.messaging_url)
         app.state.messaging = messaging
+        app.state.birth_dates = BirthDates()
         app.state.personvern = Personvern(
             policy, consents or app.state.consent_client, audit_writer
         )

@@ -12,9 +12,10 @@ person only where the policy releases who holds the role (`assignment.staff_id`)
 
 from __future__ import annotations
 
+import time
 import uuid
-from datetime import UTC, datetime
-from typing import Annotated
+from datetime import UTC, date, datetime
+from typing import Annotated, NamedTuple
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
@@ -113,7 +114,38 @@ def _participants(request: Request) -> ParticipantClient:
     return client
 
 
+class BirthDates:
+    """Participants' birth dates, held for a while: the basis for a reply needs one (whose
+    consent counts at which age), it does not change, and reading the participant for it
+    would double a reply's cost. Bounded; an entry is read again after `ttl_seconds`."""
+
+    def __init__(self, ttl_seconds: float = 600.0, max_entries: int = 50_000) -> None:
+        self._ttl = ttl_seconds
+        self._max = max_entries
+        self._held: dict[uuid.UUID, tuple[date | None, float]] = {}
+
+    async def of(
+        self, participants: ParticipantClient, caller: CallerContext, participant_id: uuid.UUID
+    ) -> date | None:
+        held = self._held.get(participant_id)
+        if held is not None and held[1] > time.monotonic():
+            return held[0]
+        answer = await participants.read(caller, participant_id)
+        birth_date = answer.participant.birth_date
+        if len(self._held) >= self._max:
+            for oldest in list(self._held)[: self._max // 10]:
+                del self._held[oldest]
+        self._held[participant_id] = (birth_date, time.monotonic() + self._ttl)
+        return birth_date
+
+
+def _birth_dates(request: Request) -> BirthDates:
+    birth_dates: BirthDates = request.app.state.birth_dates
+    return birth_dates
+
+
 MessagingDep = Annotated[Upstream, Depends(_messaging)]
+BirthDatesDep = Annotated[BirthDates, Depends(_birth_dates)]
 Participants = Annotated[ParticipantClient, Depends(_participants)]
 
 
@@ -287,8 +319,10 @@ async def read_thread(
 ) -> Response:
     """One of your threads, with its handovers."""
     thread, _ = await messaging.fetch(ThreadRead, "GET", f"/api/v1/threads/{thread_id}", caller)
-    people = await _people_released(personvern, participants, caller, thread)
-    return _json(_thread_view(personvern, caller, thread, people=people))
+    shown = await _shown(personvern, participants, caller, thread)
+    return _json(
+        _thread_view(personvern, caller, thread, people=shown.people, protection=shown.protection)
+    )
 
 
 @router.post(
@@ -304,14 +338,20 @@ async def post_message(
     personvern: PersonvernDep,
     participants: Participants,
     messaging: MessagingDep,
+    birth_dates: BirthDatesDep,
 ) -> Response:
     """Reply in one of your threads. The basis is checked again: after the participant
     withdrew their consent no new message crosses."""
-    thread, _ = await messaging.fetch(ThreadRead, "GET", f"/api/v1/threads/{thread_id}", caller)
-    answer, grants = await personvern.alongside_grants(
-        thread.participant_id, participants.read(caller, thread.participant_id)
+    thread, _ = await messaging.fetch(
+        ThreadRead,
+        "GET",
+        f"/api/v1/threads/{thread_id}",
+        caller,
+        params={"current": "false"},
     )
-    subject = subject_of(answer.participant)
+    birth_date, grants = await personvern.alongside_grants(
+        thread.participant_id, birth_dates.of(participants, caller, thread.participant_id)
+    )
     other = thread.recipient if thread.me == "initiator" else thread.initiator
     await _deliver(
         personvern,
@@ -319,11 +359,11 @@ async def post_message(
         _receiver(other),
         thread.participant_id,
         thread.purpose,
-        subject,
+        Subject(birth_date=birth_date),
         grants,
         ("body",),
     )
-    post = MessagePost(body=data.body, protection=subject.adressebeskyttelse)
+    post = MessagePost(body=data.body)
     sent, status = await messaging.fetch(
         MessageSent,
         "POST",
@@ -352,7 +392,7 @@ async def list_messages(
     found, _ = await messaging.fetch(
         MessageList, "GET", f"/api/v1/threads/{thread_id}/messages", caller, params=params
     )
-    people = await _people_released(personvern, participants, caller, thread)
+    people = (await _shown(personvern, participants, caller, thread)).people
     return _json(
         MessageViewList(
             items=[_message_view(caller, thread, m, people=people) for m in found.items],
@@ -386,50 +426,55 @@ async def close_thread(
 # --- projection ----------------------------------------------------------------------------
 
 
-async def _people_released(
+class Shown(NamedTuple):
+    """What a detail view shows of the other organisation's side."""
+
+    people: bool  # who holds the role, by the policy's decision
+    protection: str | None  # the participant's adressebeskyttelse now
+
+
+async def _shown(
     personvern: Personvern,
     participants: ParticipantClient,
     caller: CallerContext,
     thread: ThreadRead,
-) -> bool:
+) -> Shown:
     """Whether the caller may see who, at the other organisation, holds the other side:
     the policy's decision on that organisation's `assignment.staff_id` for the thread's
-    purpose (your own organisation's people are always shown)."""
+    purpose (your own organisation's people are always shown); and the participant's
+    protection as it is now, which decides the unit handle shown."""
     other = thread.recipient if thread.me == "initiator" else thread.initiator
     if other.orgnr == caller.orgnr:
-        return True
+        return Shown(True, thread.protection)
     try:
         answer, grants = await personvern.alongside_grants(
             thread.participant_id, participants.read(caller, thread.participant_id)
         )
     except UpstreamProblem as problem:
         if problem.status == 404:
-            return False
+            return Shown(False, thread.protection)
         raise
+    subject = subject_of(answer.participant)
     context = await personvern.context(
-        caller,
-        thread.purpose,
-        thread.participant_id,
-        answer.relationships,
-        subject_of(answer.participant),
-        grants,
+        caller, thread.purpose, thread.participant_id, answer.relationships, subject, grants
     )
     fields = {"staff_id": Owner(other.orgnr, other.agency_type)}
     decision = decide(personvern.policy, DecisionRequest(context, "assignment", fields))
-    return decision.fields[0].release and decision.fields[0].replace is None
+    released = decision.fields[0].release and decision.fields[0].replace is None
+    return Shown(released, subject.adressebeskyttelse)
 
 
 def _party_view(
-    personvern: Personvern, caller: CallerContext, thread: ThreadRead, party: Party, people: bool
+    personvern: Personvern,
+    caller: CallerContext,
+    party: Party,
+    people: bool,
+    protection: str | None,
 ) -> PartyView:
     own = party.orgnr == caller.orgnr
     policy = personvern.policy
     handle = party.inbox_handle
-    if (
-        not own
-        and thread.protection in policy.unit_levels
-        and party.agency_type in policy.unit_owners
-    ):
+    if not own and protection in policy.unit_levels and party.agency_type in policy.unit_owners:
         handle = party.routing_handle
     shown = own or people
     return PartyView(
@@ -443,8 +488,16 @@ def _party_view(
 
 
 def _thread_view(
-    personvern: Personvern, caller: CallerContext, thread: ThreadRead, *, people: bool
+    personvern: Personvern,
+    caller: CallerContext,
+    thread: ThreadRead,
+    *,
+    people: bool,
+    protection: str | None = None,
 ) -> ThreadView:
+    """The thread as the caller may see it; `protection` as the detail view read it now
+    (lists use the one the thread last saw)."""
+    protection = protection if protection is not None else thread.protection
     # Handovers are the recipient side's: shown like its people.
     handed_shown = people or thread.recipient.orgnr == caller.orgnr
     return ThreadView(
@@ -453,8 +506,8 @@ def _thread_view(
         purpose=thread.purpose,
         subject=thread.subject,
         me=thread.me,
-        initiator=_party_view(personvern, caller, thread, thread.initiator, people),
-        recipient=_party_view(personvern, caller, thread, thread.recipient, people),
+        initiator=_party_view(personvern, caller, thread.initiator, people, protection),
+        recipient=_party_view(personvern, caller, thread.recipient, people, protection),
         created_at=thread.created_at,
         last_message_at=thread.last_message_at,
         message_count=thread.message_count,

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from shared.keys import data_keys_file, read_json
 
 NONCE_BYTES = 12
+UNWRAPPED_KEYS_HELD = 10_000
 
 
 class DecryptionFailed(Exception):
@@ -68,6 +69,10 @@ class Keyring:
         self._master_keys = master_keys
         self.current = current
         self._blind_index_key = blind_index_key
+        # Unwrapped data keys by their wrapped form: a page of records about many people
+        # unwraps each key once. The wrapped key is still read from the database every time,
+        # so deleting it (crypto-shredding) takes effect at once.
+        self._unwrapped: dict[tuple[str, bytes, str], bytes] = {}
 
     @classmethod
     def load(cls, keys_dir: Path, component: str) -> Keyring:
@@ -87,10 +92,19 @@ class Keyring:
         return WrappedKey(self.current, sealed)
 
     def unwrap(self, wrapped: WrappedKey, owner_id: str) -> bytes:
+        cache_key = (wrapped.kid, wrapped.wrapped, owner_id)
+        data_key = self._unwrapped.get(cache_key)
+        if data_key is not None:
+            return data_key
         master = self._master_keys.get(wrapped.kid)
         if master is None:
             raise DecryptionFailed("the master key that wrapped this data key is not loaded")
-        return open_sealed(master, wrapped.wrapped, b"dek/" + owner_id.encode())
+        data_key = open_sealed(master, wrapped.wrapped, b"dek/" + owner_id.encode())
+        if len(self._unwrapped) >= UNWRAPPED_KEYS_HELD:
+            for oldest in list(self._unwrapped)[: UNWRAPPED_KEYS_HELD // 10]:
+                del self._unwrapped[oldest]
+        self._unwrapped[cache_key] = data_key
+        return data_key
 
     def blind_index(self, kind: str, normalised_value: str) -> str:
         """A keyed hash for equality lookups; `kind` separates index domains."""

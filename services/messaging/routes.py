@@ -6,17 +6,16 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel
 
 from services.messaging import service
 from services.messaging.clients import Assignments
 from services.messaging.schemas import (
     MessageList,
     MessagePost,
-    MessageSent,
     ThreadList,
     ThreadOpen,
-    ThreadRead,
 )
 from shared.crypto import Keyring
 from shared.db import SessionDep
@@ -52,12 +51,17 @@ KeyringDep = Annotated[Keyring, Depends(get_keyring)]
 AssignmentsDep = Annotated[Assignments, Depends(get_assignments)]
 
 
-@router.post("", status_code=201)
+def _json(model: BaseModel, status_code: int = 200) -> Response:
+    # Serialised here, once: returning the model would have FastAPI validate it again.
+    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
+
+
+@router.post("")
 async def open_thread(
     data: ThreadOpen, session: SessionDep, keyring: KeyringDep, caller: CallerDep
-) -> ThreadRead:
+) -> Response:
     """Open a thread with its first message, to the recipient the gateway resolved."""
-    return await service.open_thread(session, keyring, caller, data)
+    return _json(await service.open_thread(session, keyring, caller, data), 201)
 
 
 @router.get("")
@@ -71,7 +75,7 @@ async def list_threads(
     waiting_on_me: bool = False,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
-) -> ThreadList:
+) -> Response:
     """The caller's inbox, latest activity first."""
     items = await service.inbox(
         session,
@@ -85,9 +89,13 @@ async def list_threads(
         limit=limit,
     )
     last = items[-1] if len(items) == limit else None
-    return ThreadList(
-        items=items,
-        next_cursor=encode_cursor(last.last_message_at.isoformat(), str(last.id)) if last else None,
+    return _json(
+        ThreadList(
+            items=items,
+            next_cursor=(
+                encode_cursor(last.last_message_at.isoformat(), str(last.id)) if last else None
+            ),
+        )
     )
 
 
@@ -98,12 +106,17 @@ async def read_thread(
     keyring: KeyringDep,
     assignments: AssignmentsDep,
     caller: CallerDep,
-) -> ThreadRead:
-    """One thread the caller is a side of, with its handovers."""
-    return await service.read_thread(session, keyring, assignments, caller, thread_id)
+    current: bool = True,
+) -> Response:
+    """One thread the caller is a side of, with who holds its recipient role now and its
+    handovers; `current=false` skips both (the gateway's check before a reply)."""
+    thread = await service.read_thread(
+        session, keyring, assignments, caller, thread_id, current=current
+    )
+    return _json(thread)
 
 
-@router.post("/{thread_id}/messages", status_code=201)
+@router.post("/{thread_id}/messages")
 async def post_message(
     thread_id: uuid.UUID,
     data: MessagePost,
@@ -111,9 +124,10 @@ async def post_message(
     keyring: KeyringDep,
     assignments: AssignmentsDep,
     caller: CallerDep,
-) -> MessageSent:
+) -> Response:
     """Reply in a thread."""
-    return await service.post_message(session, keyring, assignments, caller, thread_id, data)
+    sent = await service.post_message(session, keyring, assignments, caller, thread_id, data)
+    return _json(sent, 201)
 
 
 @router.get("/{thread_id}/messages")
@@ -125,12 +139,12 @@ async def list_messages(
     caller: CallerDep,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
-) -> MessageList:
+) -> Response:
     """The thread's messages, oldest first, with read receipts."""
     items = await service.read_messages(
         session, keyring, assignments, caller, thread_id, after=moment_after(cursor), limit=limit
     )
-    return MessageList(items=items, next_cursor=next_cursor(items, limit, "sent_at"))
+    return _json(MessageList(items=items, next_cursor=next_cursor(items, limit, "sent_at")))
 
 
 @router.post("/{thread_id}/read")
@@ -140,9 +154,9 @@ async def mark_read(
     keyring: KeyringDep,
     assignments: AssignmentsDep,
     caller: CallerDep,
-) -> ThreadRead:
+) -> Response:
     """Mark every message the other side sent so far as read."""
-    return await service.mark_read(session, keyring, assignments, caller, thread_id)
+    return _json(await service.mark_read(session, keyring, assignments, caller, thread_id))
 
 
 @router.post("/{thread_id}/close")
@@ -152,6 +166,6 @@ async def close_thread(
     keyring: KeyringDep,
     assignments: AssignmentsDep,
     caller: CallerDep,
-) -> ThreadRead:
+) -> Response:
     """Close the thread: it takes no new messages; what it holds stays readable."""
-    return await service.close(session, keyring, assignments, caller, thread_id)
+    return _json(await service.close(session, keyring, assignments, caller, thread_id))

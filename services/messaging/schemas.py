@@ -104,7 +104,6 @@ class MessagePost(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     body: Body
-    protection: Adressebeskyttelse | None
 
 
 # --- reads ----------------------------------------------------------------------------------

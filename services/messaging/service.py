@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -155,11 +155,10 @@ async def post_message(
     thread_id: uuid.UUID,
     data: MessagePost,
 ) -> MessageSent:
-    thread, side = await _side_of(session, assignments, caller, thread_id)
+    thread, side = await _side_of(session, assignments, caller, thread_id, for_update=True)
     if thread.closed_at is not None:
         raise ThreadClosed()
     key = await participant_data_key(session, keyring, ParticipantKey, thread.participant_id)
-    thread.protection = data.protection
     message = await _add_message(session, key, thread, side, caller, data.body, now_utc())
     return MessageSent(
         message=_message_view(thread, message, key), thread=_view(thread, side, key, [])
@@ -211,7 +210,7 @@ async def mark_read(
     thread_id: uuid.UUID,
 ) -> ThreadRead:
     """A read receipt: every message the other side sent so far is read."""
-    thread, side = await _side_of(session, assignments, caller, thread_id)
+    thread, side = await _side_of(session, assignments, caller, thread_id, for_update=True)
     now = now_utc()
     if side == "initiator":
         thread.initiator_read_at, thread.initiator_unread = now, 0
@@ -230,7 +229,7 @@ async def close(
     thread_id: uuid.UUID,
 ) -> ThreadRead:
     """Close the thread for both sides; closing again changes nothing."""
-    thread, side = await _side_of(session, assignments, caller, thread_id)
+    thread, side = await _side_of(session, assignments, caller, thread_id, for_update=True)
     if thread.closed_at is None:
         thread.closed_at, thread.closed_by = now_utc(), side
         await session.flush()
@@ -247,8 +246,15 @@ async def read_thread(
     assignments: Assignments,
     caller: CallerContext,
     thread_id: uuid.UUID,
+    *,
+    current: bool = True,
 ) -> ThreadRead:
-    thread, side = await _side_of(session, assignments, caller, thread_id)
+    """The thread as the caller's side sees it; `current`: with the recipient role's holder
+    as it is now and the handovers (else as last seen, without them)."""
+    thread, side = await _side_of(session, assignments, caller, thread_id, current_holder=current)
+    if not current:
+        keys = await _keys(session, keyring, [thread.participant_id])
+        return _view(thread, side, keys.get(thread.participant_id), [])
     return await _full_view(session, keyring, thread, side)
 
 
@@ -335,40 +341,52 @@ def _side_in(thread: Thread, caller: CallerContext) -> Side:
 
 
 async def _side_of(
-    session: AsyncSession, assignments: Assignments, caller: CallerContext, thread_id: uuid.UUID
+    session: AsyncSession,
+    assignments: Assignments,
+    caller: CallerContext,
+    thread_id: uuid.UUID,
+    *,
+    for_update: bool = False,
+    current_holder: bool = False,
 ) -> tuple[Thread, Side]:
-    """The thread and the caller's side of it, with its recipient slot's current holder;
-    the 404 of an unknown thread for anyone who is not a side of it now."""
+    """The thread and the caller's side of it; the 404 of an unknown thread for anyone who
+    is not a side of it now. The recipient slot's holder is read from the assignments when
+    the caller may be it (and, with `current_holder`, for the initiator too, to show who
+    holds it now); a changed holder is recorded as a handover."""
     orgnr = _organisation(caller)
-    thread = await store.get_thread(session, thread_id)
+    thread = await store.get_thread(session, thread_id, for_update=for_update)
     if thread is None:
         raise ThreadNotFound()
-    if thread.recipient_role is not None:
-        holder = (await assignments.holders([_slot(thread)])).get(_slot(thread))
-        if holder is not None:
-            await _follow(session, thread, holder)
-        holds_slot = holder is not None
-    else:
-        holds_slot = True  # a unit's inbox: it does not change hands
     staff_id = _staff_id(caller)
-    if staff_id is None:
+    if staff_id is None:  # a system token acts as its organisation
         if thread.initiator_orgnr == orgnr:
             return thread, "initiator"
         if thread.recipient_orgnr == orgnr:
             return thread, "recipient"
         raise ThreadNotFound()
-    if thread.initiator_staff_id == staff_id:
+    initiator = thread.initiator_staff_id == staff_id
+    if initiator and not current_holder:
         return thread, "initiator"
-    if holds_slot:
-        if thread.recipient_staff_id is not None and thread.recipient_staff_id == staff_id:
+    if thread.recipient_role is not None:
+        holder = (await assignments.holders([_slot(thread)])).get(_slot(thread))
+        if holder is None:  # nobody holds the role now: the slot's side is nobody's
+            return (thread, "initiator") if initiator else _not_found()
+        await _follow(session, thread, holder)
+    if initiator:
+        return thread, "initiator"
+    if thread.recipient_staff_id is not None:
+        if thread.recipient_staff_id == staff_id:
             return thread, "recipient"
-        if (
-            thread.recipient_staff_id is None
-            and caller.unit_id is not None
-            and str(thread.recipient_unit_id) == caller.unit_id
-            and set(caller.roles) & set(UNIT_INBOX_ROLES)
-        ):
-            return thread, "recipient"
+    elif (
+        caller.unit_id is not None
+        and str(thread.recipient_unit_id) == caller.unit_id
+        and set(caller.roles) & set(UNIT_INBOX_ROLES)
+    ):
+        return thread, "recipient"
+    raise ThreadNotFound()
+
+
+def _not_found() -> NoReturn:
     raise ThreadNotFound()
 
 

@@ -19,8 +19,12 @@ async def add(session: AsyncSession, *rows: object) -> None:
     await session.flush()
 
 
-async def get_thread(session: AsyncSession, thread_id: uuid.UUID) -> Thread | None:
-    return await session.get(Thread, thread_id)
+async def get_thread(
+    session: AsyncSession, thread_id: uuid.UUID, *, for_update: bool = False
+) -> Thread | None:
+    """The thread; `for_update` locks its row until the transaction ends, so concurrent
+    writes to one thread (its counters, its last message) happen one after the other."""
+    return await session.get(Thread, thread_id, with_for_update=for_update)
 
 
 @dataclass(frozen=True)

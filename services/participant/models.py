@@ -156,8 +156,9 @@ class Assignment(Base):
     )
     orgnr: Mapped[str] = mapped_column(ForeignKey("organisations.orgnr"))
     role: Mapped[str] = mapped_column(String(40))
-    staff_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("staff.id"))
-    unit_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("units.id"))
+    # Indexed: a staff member's caseload (their inbox) and a unit's are read by these.
+    staff_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("staff.id"), index=True)
+    unit_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("units.id"), index=True)
     valid_from: Mapped[datetime] = mapped_column(UtcDateTime)
     valid_to: Mapped[datetime | None] = mapped_column(UtcDateTime)
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)

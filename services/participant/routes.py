@@ -383,13 +383,15 @@ async def identify_citizen(
     return await guardians.identify(session, keyring, data.national_id)
 
 
-@internal.post("/holders")
-async def read_holders(data: HoldersQuery, session: SessionDep) -> HoldersAnswer:
+@internal.post("/holders", response_model=HoldersAnswer)
+async def read_holders(data: HoldersQuery, session: SessionDep) -> Response:
     """The current holder of each (participant, organisation, role) slot that has one."""
-    return HoldersAnswer(holders=await routing.holders(session, data.slots))
+    answer = HoldersAnswer(holders=await routing.holders(session, data.slots))
+    return Response(answer.model_dump_json(), media_type="application/json")
 
 
-@internal.get("/staff/{staff_id}/caseload")
-async def read_caseload(staff_id: uuid.UUID, session: SessionDep) -> Caseload:
+@internal.get("/staff/{staff_id}/caseload", response_model=Caseload)
+async def read_caseload(staff_id: uuid.UUID, session: SessionDep) -> Response:
     """The slots a staff member holds now, their own and their unit inbox's."""
-    return await routing.caseload(session, staff_id)
+    caseload = await routing.caseload(session, staff_id)
+    return Response(caseload.model_dump_json(), media_type="application/json")

@@ -4,6 +4,7 @@ audited per delivery. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -501,3 +502,24 @@ async def test_an_unanswered_thread_is_reported_to_the_units_inbox_after_two_wor
     [listed] = await inbox(stack, w, w.veileder)
     assert listed["overdue"]
 
+
+
+async def test_concurrent_replies_to_one_thread_are_all_counted(stack: Stack) -> None:
+    w = await world(stack)
+    await consent_to_messages(stack, w)
+    thread = await open_thread(stack, w)
+
+    replies = await asyncio.gather(
+        *(
+            stack.http.post(
+                f"/api/v1/threads/{thread['id']}/messages",
+                json={"body": f"Melding {n}."},
+                headers=staff(stack, w, w.teacher),
+            )
+            for n in range(12)
+        )
+    )
+
+    assert [r.status_code for r in replies] == [201] * 12
+    [received] = await inbox(stack, w, w.veileder)
+    assert (received["message_count"], received["unread"]) == (13, 13)
