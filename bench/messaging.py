@@ -76,6 +76,7 @@ from bench.run import (  # noqa: E402
     CpuSnapshot,
     Interrupted,
     Processes,
+    _on_sigterm,
     _postgres_admin,
     _postgres_answers,
     broen_env,
@@ -1173,10 +1174,6 @@ def print_report(config: Config, results: list[Result], notes: list[str]) -> Non
 
 
 # --- main -------------------------------------------------------------------------------------
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise Interrupted()
 
 
 def main() -> int:
