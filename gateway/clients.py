@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import httpx
+from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 
 from gateway.policy.consents import Consent, ConsentUnavailable, Grants, LegalBasis
@@ -180,3 +181,11 @@ def _consent(grant: Grant) -> Consent:
         valid_from=grant.valid_from,
         valid_to=grant.valid_to,
     )
+
+
+async def participant_client(request: Request) -> ParticipantClient:
+    client: ParticipantClient = request.app.state.participant_client
+    return client
+
+
+ParticipantsDep = Annotated[ParticipantClient, Depends(participant_client)]

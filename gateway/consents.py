@@ -13,9 +13,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel
 
-from gateway.clients import GATEWAY_ITSELF, ConsentClient, ParticipantClient
+from gateway.clients import GATEWAY_ITSELF, ConsentClient, ParticipantClient, ParticipantsDep
 from gateway.deps import CallerDep, require_scope
 from gateway.personvern import PersonvernDep, PurposeDep
 from gateway.policy import Policy, PurposeNotAllowed, Subject, gate_reason, subject_of
@@ -37,9 +36,10 @@ from services.consent.schemas import (
 )
 from services.participant.errors import ParticipantNotFound
 from services.participant.schemas import eighteenth_birthday
+from shared.app import json_response
 from shared.clients import Upstream
 from shared.internal_auth import CallerContext
-from shared.pagination import DEFAULT_LIMIT, Cursor, Limit
+from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, page_params
 from shared.problems import Forbidden, ValidationProblem, problem_responses
 
 router = APIRouter(prefix="/api/v1", responses=problem_responses(401, 403, 422, 503))
@@ -70,21 +70,7 @@ def _consents(request: Request) -> Upstream:
     return client.upstream
 
 
-def _participants(request: Request) -> ParticipantClient:
-    client: ParticipantClient = request.app.state.participant_client
-    return client
-
-
 ConsentUpstream = Annotated[Upstream, Depends(_consents)]
-Participants = Annotated[ParticipantClient, Depends(_participants)]
-
-
-def _json(model: BaseModel, status_code: int = 200) -> Response:
-    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
-
-
-def _page(limit: int, cursor: str | None) -> dict[str, str]:
-    return {"limit": str(limit), **({"cursor": cursor} if cursor else {})}
 
 
 def check_terms(policy: Policy, purposes: Sequence[str], categories: Sequence[str]) -> None:
@@ -177,7 +163,7 @@ async def create_consent_request(
     data: ConsentRequestCreate,
     caller: ConsentWriter,
     personvern: PersonvernDep,
-    participants: Participants,
+    participants: ParticipantsDep,
     consents: ConsentUpstream,
 ) -> Response:
     """Ask the participant for consent; they answer with their own token."""
@@ -190,7 +176,7 @@ async def create_consent_request(
         caller,
         content=data.model_dump_json().encode(),
     )
-    return _json(created, status)
+    return json_response(created, status)
 
 
 @router.get("/me/consent-requests", tags=["me"], response_model=ConsentRequestList)
@@ -202,11 +188,11 @@ async def list_my_consent_requests(
     cursor: Cursor = None,
 ) -> Response:
     """Requests for your consent, with the asking organisation's justification."""
-    params = {"status": status, **_page(limit, cursor)}
+    params = {"status": status, **page_params(limit, cursor)}
     found, _ = await consents.fetch(
         ConsentRequestList, "GET", "/api/v1/me/consent-requests", caller, params=params
     )
-    return _json(found)
+    return json_response(found)
 
 
 @router.post(
@@ -220,7 +206,7 @@ async def accept_consent_request(
     request_id: uuid.UUID,
     caller: CallerDep,
     personvern: PersonvernDep,
-    participants: Participants,
+    participants: ParticipantsDep,
     consents: ConsentUpstream,
     answer: RequestAnswer | None = None,
 ) -> Response:
@@ -241,7 +227,7 @@ async def accept_consent_request(
     given, status = await consents.fetch(
         ConsentRead, "POST", f"{path}/accept", caller, content=acceptance.model_dump_json().encode()
     )
-    return _json(given, status)
+    return json_response(given, status)
 
 
 @router.post(
@@ -257,7 +243,7 @@ async def decline_consent_request(
     declined, _ = await consents.fetch(
         ConsentRequestRead, "POST", f"/api/v1/me/consent-requests/{request_id}/decline", caller
     )
-    return _json(declined)
+    return json_response(declined)
 
 
 # --- consents ------------------------------------------------------------------------------
@@ -274,7 +260,7 @@ async def record_consent(
     data: ConsentRecordCreate,
     caller: ConsentWriter,
     personvern: PersonvernDep,
-    participants: Participants,
+    participants: ParticipantsDep,
     consents: ConsentUpstream,
 ) -> Response:
     """Record a consent given to your organisation outside Broen (on paper, orally), as the
@@ -298,7 +284,7 @@ async def record_consent(
     created, status = await consents.fetch(
         ConsentRead, "POST", "/api/v1/consents", caller, content=recorded.model_dump_json().encode()
     )
-    return _json(created, status)
+    return json_response(created, status)
 
 
 @router.get(
@@ -312,7 +298,7 @@ async def list_participants_consents(
     caller: ConsentReader,
     purpose: PurposeDep,
     personvern: PersonvernDep,
-    participants: Participants,
+    participants: ParticipantsDep,
     consents: ConsentUpstream,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
@@ -328,11 +314,13 @@ async def list_participants_consents(
     await personvern.record(
         context, participant_id, [whole_resource_decision(personvern.policy, "consents", purpose)]
     )
-    params = _page(limit, cursor)
+    params = page_params(limit, cursor)
     found, _ = await consents.fetch(
         ConsentList, "GET", f"/api/v1/participants/{participant_id}/consents", caller, params=params
     )
-    return _json(found.model_copy(update={"items": [_seen_by(caller, c) for c in found.items]}))
+    return json_response(
+        found.model_copy(update={"items": [_seen_by(caller, c) for c in found.items]})
+    )
 
 
 def _seen_by(caller: CallerContext, consent: ConsentRead) -> ConsentRead:
@@ -353,11 +341,11 @@ async def list_my_consents(
     cursor: Cursor = None,
 ) -> Response:
     """Your consents: active, withdrawn and expired, with their history."""
-    params = _page(limit, cursor)
+    params = page_params(limit, cursor)
     found, _ = await consents.fetch(
         ConsentList, "GET", "/api/v1/me/consents", caller, params=params
     )
-    return _json(found)
+    return json_response(found)
 
 
 @router.get(
@@ -371,7 +359,7 @@ async def read_my_consent(
 ) -> Response:
     """One of your consents, with its history."""
     found, _ = await consents.fetch(ConsentRead, "GET", f"/api/v1/me/consents/{consent_id}", caller)
-    return _json(found)
+    return json_response(found)
 
 
 @router.post(
@@ -387,7 +375,7 @@ async def withdraw_my_consent(
     withdrawn, _ = await consents.fetch(
         ConsentRead, "POST", f"/api/v1/me/consents/{consent_id}/withdraw", caller
     )
-    return _json(withdrawn)
+    return json_response(withdrawn)
 
 
 async def _organisations_consent(
@@ -418,7 +406,7 @@ async def withdraw_consent(
     consent_id: uuid.UUID,
     caller: ConsentWriter,
     personvern: PersonvernDep,
-    participants: Participants,
+    participants: ParticipantsDep,
     consents: ConsentUpstream,
 ) -> Response:
     """Record a withdrawal the participant gave your organisation another way."""
@@ -426,7 +414,7 @@ async def withdraw_consent(
     withdrawn, _ = await consents.fetch(
         ConsentRead, "POST", f"/api/v1/consents/{consent_id}/withdraw", caller
     )
-    return _json(withdrawn)
+    return json_response(withdrawn)
 
 
 @router.get(
@@ -442,7 +430,7 @@ async def my_consent_receipt(
     found, _ = await consents.fetch(
         ReceiptRead, "GET", f"/api/v1/me/consents/{consent_id}/receipt", caller
     )
-    return _json(found)
+    return json_response(found)
 
 
 @router.get(
@@ -455,7 +443,7 @@ async def consent_receipt(
     consent_id: uuid.UUID,
     caller: ConsentReader,
     personvern: PersonvernDep,
-    participants: Participants,
+    participants: ParticipantsDep,
     consents: ConsentUpstream,
 ) -> Response:
     """A signed receipt of a consent naming your organisation, about a participant you
@@ -464,7 +452,7 @@ async def consent_receipt(
     found, _ = await consents.fetch(
         ReceiptRead, "GET", f"/api/v1/consents/{consent_id}/receipt", caller
     )
-    return _json(found)
+    return json_response(found)
 
 
 @well_known.get("/consent-receipt-keys.json", tags=["consents"])
@@ -478,4 +466,4 @@ async def consent_receipt_keys(consents: ConsentUpstream) -> Response:
 async def list_legal_bases(caller: AnyOrganisation, consents: ConsentUpstream) -> Response:
     """The legal-basis registry: the references the policy's `legal:<ref>` flows may name."""
     found, _ = await consents.fetch(LegalBasisList, "GET", "/api/v1/legal-bases", caller)
-    return _json(found)
+    return json_response(found)

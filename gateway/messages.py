@@ -18,9 +18,8 @@ from datetime import UTC, date, datetime
 from typing import Annotated, NamedTuple
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel
 
-from gateway.clients import ParticipantClient
+from gateway.clients import ParticipantClient, ParticipantsDep
 from gateway.deps import require_scope
 from gateway.personvern import Personvern, PersonvernDep, audit_record
 from gateway.policy import (
@@ -50,8 +49,8 @@ from services.messaging.schemas import (
     MessageList,
     MessagePost,
     MessageRead,
-    MessageSent,
     Party,
+    Side,
     ThreadCreate,
     ThreadList,
     ThreadOpen,
@@ -59,9 +58,10 @@ from services.messaging.schemas import (
 )
 from services.participant.errors import ParticipantNotFound
 from services.participant.schemas import Holder
+from shared.app import json_response
 from shared.clients import Upstream, UpstreamProblem
 from shared.internal_auth import CallerContext
-from shared.pagination import DEFAULT_LIMIT, Cursor, Limit
+from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, page_params
 from shared.problems import Forbidden, ServiceUnavailable, ValidationProblem, problem_responses
 from shared.vocabulary import AGENCY_TYPES
 
@@ -109,11 +109,6 @@ def _messaging(request: Request) -> Upstream:
     return upstream
 
 
-def _participants(request: Request) -> ParticipantClient:
-    client: ParticipantClient = request.app.state.participant_client
-    return client
-
-
 class BirthDates:
     """Participants' birth dates, held for a while: the basis for a reply needs one (whose
     consent counts at which age), it does not change, and reading the participant for it
@@ -146,11 +141,6 @@ def _birth_dates(request: Request) -> BirthDates:
 
 MessagingDep = Annotated[Upstream, Depends(_messaging)]
 BirthDatesDep = Annotated[BirthDates, Depends(_birth_dates)]
-Participants = Annotated[ParticipantClient, Depends(_participants)]
-
-
-def _json(model: BaseModel, status_code: int = 200) -> Response:
-    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
 
 
 # --- the basis for a delivery --------------------------------------------------------------
@@ -231,7 +221,7 @@ async def open_thread(
     data: ThreadCreate,
     caller: Messenger,
     personvern: PersonvernDep,
-    participants: Participants,
+    participants: ParticipantsDep,
     messaging: MessagingDep,
 ) -> Response:
     """Open a thread about a participant with its first message, addressed to a role
@@ -243,11 +233,12 @@ async def open_thread(
         data.participant_id, participants.route(caller, data.participant_id, data.to)
     )
     facts = route.facts
-    subject = Subject(facts.adressebeskyttelse, facts.skjermet, facts.birth_date)
+    subject = subject_of(facts)
     context = await personvern.context(
         caller, purpose, data.participant_id, facts.relationships, subject, grants
     )
     if gate_reason(personvern.policy, context) is not None:
+        await personvern.record(context, data.participant_id, [])  # who tried, as for reads
         raise ParticipantNotFound()
     recipient = route.recipient
     if recipient is None:
@@ -276,7 +267,7 @@ async def open_thread(
     thread, status = await messaging.fetch(
         ThreadRead, "POST", "/api/v1/threads", caller, content=opened.model_dump_json().encode()
     )
-    return _json(_thread_view(personvern, caller, thread, people=False), status)
+    return json_response(_thread_view(personvern, caller, thread, people=False), status)
 
 
 @router.get("", response_model=ThreadViewList)
@@ -296,12 +287,11 @@ async def list_threads(
     params = {
         "unread": str(unread).lower(),
         "waiting_on_me": str(waiting_on_me).lower(),
-        "limit": str(limit),
         **({"participant_id": str(participant_id)} if participant_id else {}),
-        **({"cursor": cursor} if cursor else {}),
+        **page_params(limit, cursor),
     }
     found, _ = await messaging.fetch(ThreadList, "GET", "/api/v1/threads", caller, params=params)
-    return _json(
+    return json_response(
         ThreadViewList(
             items=[_thread_view(personvern, caller, t, people=False) for t in found.items],
             next_cursor=found.next_cursor,
@@ -314,13 +304,13 @@ async def read_thread(
     thread_id: uuid.UUID,
     caller: Messenger,
     personvern: PersonvernDep,
-    participants: Participants,
+    participants: ParticipantsDep,
     messaging: MessagingDep,
 ) -> Response:
     """One of your threads, with its handovers."""
     thread, _ = await messaging.fetch(ThreadRead, "GET", f"/api/v1/threads/{thread_id}", caller)
     shown = await _shown(personvern, participants, caller, thread)
-    return _json(
+    return json_response(
         _thread_view(personvern, caller, thread, people=shown.people, protection=shown.protection)
     )
 
@@ -336,7 +326,7 @@ async def post_message(
     data: MessageCreate,
     caller: Messenger,
     personvern: PersonvernDep,
-    participants: Participants,
+    participants: ParticipantsDep,
     messaging: MessagingDep,
     birth_dates: BirthDatesDep,
 ) -> Response:
@@ -365,13 +355,13 @@ async def post_message(
     )
     post = MessagePost(body=data.body)
     sent, status = await messaging.fetch(
-        MessageSent,
+        MessageRead,
         "POST",
         f"/api/v1/threads/{thread_id}/messages",
         caller,
         content=post.model_dump_json().encode(),
     )
-    return _json(_message_view(caller, sent.thread, sent.message, people=False), status)
+    return json_response(_message_view(caller, sent.side, sent, people=False), status)
 
 
 @router.get(
@@ -381,21 +371,21 @@ async def list_messages(
     thread_id: uuid.UUID,
     caller: Messenger,
     personvern: PersonvernDep,
-    participants: Participants,
+    participants: ParticipantsDep,
     messaging: MessagingDep,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Response:
     """The thread's messages, oldest first; `read_by_other_side` is the read receipt."""
     thread, _ = await messaging.fetch(ThreadRead, "GET", f"/api/v1/threads/{thread_id}", caller)
-    params = {"limit": str(limit), **({"cursor": cursor} if cursor else {})}
+    params = page_params(limit, cursor)
     found, _ = await messaging.fetch(
         MessageList, "GET", f"/api/v1/threads/{thread_id}/messages", caller, params=params
     )
     people = (await _shown(personvern, participants, caller, thread)).people
-    return _json(
+    return json_response(
         MessageViewList(
-            items=[_message_view(caller, thread, m, people=people) for m in found.items],
+            items=[_message_view(caller, thread.me, m, people=people) for m in found.items],
             next_cursor=found.next_cursor,
         )
     )
@@ -409,7 +399,7 @@ async def mark_read(
     thread, _ = await messaging.fetch(
         ThreadRead, "POST", f"/api/v1/threads/{thread_id}/read", caller
     )
-    return _json(_thread_view(personvern, caller, thread, people=False))
+    return json_response(_thread_view(personvern, caller, thread, people=False))
 
 
 @router.post("/{thread_id}/close", response_model=ThreadView, responses=problem_responses(404))
@@ -420,7 +410,7 @@ async def close_thread(
     thread, _ = await messaging.fetch(
         ThreadRead, "POST", f"/api/v1/threads/{thread_id}/close", caller
     )
-    return _json(_thread_view(personvern, caller, thread, people=False))
+    return json_response(_thread_view(personvern, caller, thread, people=False))
 
 
 # --- projection ----------------------------------------------------------------------------
@@ -528,14 +518,14 @@ def _thread_view(
 
 
 def _message_view(
-    caller: CallerContext, thread: ThreadRead, message: MessageRead, *, people: bool
+    caller: CallerContext, my_side: Side, message: MessageRead, *, people: bool
 ) -> MessageView:
     shown = people or message.sender_orgnr == caller.orgnr
     return MessageView(
         id=message.id,
         thread_id=message.thread_id,
         side=message.side,
-        mine=message.side == thread.me,
+        mine=message.side == my_side,
         sender_orgnr=message.sender_orgnr,
         sender_staff_id=message.sender_staff_id if shown else None,
         body=message.body,

@@ -15,12 +15,11 @@ from typing import Annotated, TypeVar
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel
 
-from gateway.clients import ParticipantAnswer, ParticipantClient
+from gateway.clients import ParticipantAnswer, ParticipantClient, ParticipantsDep
 from gateway.deps import CallerDep, require_scope
 from gateway.personvern import PersonvernDep, PurposeDep
 from gateway.policy import (
     Grants,
-    Subject,
     decide_events,
     decide_participant,
     decide_records,
@@ -61,6 +60,7 @@ from services.participant.schemas import (
     TimelinePage,
     UnitList,
 )
+from shared.app import json_response
 from shared.internal_auth import CallerContext
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit
 from shared.problems import problem_responses
@@ -78,14 +78,6 @@ router = APIRouter(
     # 400: a missing or refused Broen-Purpose, on the routes that answer with participant data.
     responses=problem_responses(400, 401, 403, 422, 503),
 )
-
-
-async def participant_client(request: Request) -> ParticipantClient:
-    client: ParticipantClient = request.app.state.participant_client
-    return client
-
-
-ClientDep = Annotated[ParticipantClient, Depends(participant_client)]
 
 
 async def _decided(
@@ -138,7 +130,7 @@ async def register_participant(
     caller: Writer,
     purpose: PurposeDep,
     personvern: PersonvernDep,
-    client: ClientDep,
+    client: ParticipantsDep,
 ) -> Response:
     """Register a participant, or link your organisation to one already known to Broen.
 
@@ -162,7 +154,7 @@ async def lookup_participant(
     caller: Reader,
     purpose: PurposeDep,
     personvern: PersonvernDep,
-    client: ClientDep,
+    client: ParticipantsDep,
 ) -> Response:
     """Find a participant by national id, sent in the body so it never appears in a URL."""
     answer = await client.lookup(caller, await request.body())
@@ -180,7 +172,7 @@ async def read_participant(
     caller: Reader,
     purpose: PurposeDep,
     personvern: PersonvernDep,
-    client: ClientDep,
+    client: ParticipantsDep,
 ) -> Response:
     """Read one participant: the fields you may see, and which are withheld and why."""
     answer, grants = await personvern.alongside_grants(
@@ -202,7 +194,7 @@ async def update_participant(
     caller: Writer,
     purpose: PurposeDep,
     personvern: PersonvernDep,
-    client: ClientDep,
+    client: ParticipantsDep,
     if_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Change your organisation's own values; send If-Match with the ETag you read."""
@@ -213,10 +205,6 @@ async def update_participant(
 def _query(**values: object) -> dict[str, str]:
     """Validated query parameters for the upstream call (never the raw query string)."""
     return {name: str(value) for name, value in values.items() if value is not None}
-
-
-def _json(model: BaseModel, status_code: int = 200) -> Response:
-    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
 
 
 async def _write(
@@ -232,7 +220,7 @@ async def _write(
     written, status = await client.fetch(
         model, method, path, caller, content=await request.body(), headers=headers
     )
-    return _json(written, status)
+    return json_response(written, status)
 
 
 async def _page(
@@ -252,7 +240,7 @@ async def _page(
         participant_id, client.fetch(model, "GET", path, caller, params=_query(**params))
     )
     facts: DecisionFacts = page.facts
-    subject = Subject(facts.adressebeskyttelse, facts.skjermet, facts.birth_date)
+    subject = subject_of(facts)
     context = await personvern.context(
         caller, purpose, participant_id, facts.relationships, subject, grants
     )
@@ -307,7 +295,7 @@ async def create_assignment(
     data: AssignmentCreate,
     request: Request,
     caller: Writer,
-    client: ClientDep,
+    client: ParticipantsDep,
 ) -> Response:
     """Assign one of your staff, or a unit's inbox, to a role for the participant.
 
@@ -338,7 +326,7 @@ async def add_guardian(
     data: GuardianCreate,
     request: Request,
     caller: Writer,
-    client: ClientDep,
+    client: ParticipantsDep,
 ) -> Response:
     """Record a guardian of a minor participant, who may then act for them under
     /api/v1/me/... until their 18th birthday. The guardian's national id is never returned."""
@@ -363,7 +351,7 @@ async def list_assignments(
     caller: Reader,
     purpose: PurposeDep,
     personvern: PersonvernDep,
-    client: ClientDep,
+    client: ParticipantsDep,
     role: Role | None = None,
     at: AwareDatetime | None = Query(None, description="Only those in force at this moment."),
     limit: Limit = DEFAULT_LIMIT,
@@ -397,7 +385,7 @@ async def add_programme(
     data: ProgrammeCreate,
     request: Request,
     caller: Writer,
-    client: ClientDep,
+    client: ParticipantsDep,
 ) -> Response:
     """Record the participant's place in one of your organisation's programmes."""
     return await _write(
@@ -421,7 +409,7 @@ async def list_programmes(
     caller: Reader,
     purpose: PurposeDep,
     personvern: PersonvernDep,
-    client: ClientDep,
+    client: ParticipantsDep,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Response:
@@ -451,7 +439,7 @@ async def update_programme(
     data: ProgrammeUpdate,
     request: Request,
     caller: Writer,
-    client: ClientDep,
+    client: ParticipantsDep,
 ) -> Response:
     """Change the status or end date of your organisation's programme participation."""
     return await _write(
@@ -476,7 +464,7 @@ async def record_event(
     data: EventCreate,
     request: Request,
     caller: EventWriter,
-    client: ClientDep,
+    client: ParticipantsDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -516,7 +504,7 @@ async def read_timeline(
     caller: Reader,
     purpose: PurposeDep,
     personvern: PersonvernDep,
-    client: ClientDep,
+    client: ParticipantsDep,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Response:

@@ -9,12 +9,14 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Response
+from pydantic import BaseModel
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.crypto import Keyring
 from shared.db import make_engine, make_sessionmaker
 from shared.internal_auth import InternalTokenVerifier
 from shared.keys import load_internal_key_set
@@ -104,6 +106,21 @@ def _caller_request_id(scope: Scope) -> str | None:
             given: str = value.decode("latin-1")
             return given if _REQUEST_ID.fullmatch(given) else None
     return None
+
+
+def json_response(model: BaseModel, status_code: int = 200) -> Response:
+    """The model as a JSON answer, serialised once (returning the model from a route would
+    have FastAPI validate it again against the route's annotation)."""
+    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
+
+
+async def get_keyring(request: Request) -> Keyring:
+    """The component's field-encryption keyring, loaded at start into `app.state.keyring`."""
+    keyring: Keyring = request.app.state.keyring
+    return keyring
+
+
+KeyringDep = Annotated[Keyring, Depends(get_keyring)]
 
 
 def create_service_app(

@@ -55,3 +55,8 @@ def next_cursor(items: Sequence[Any], limit: int, moment: str) -> str | None:
         return None
     last = items[-1]
     return encode_cursor(getattr(last, moment).isoformat(), str(last.id))
+
+
+def page_params(limit: int, cursor: str | None) -> dict[str, str]:
+    """`limit` and `cursor` as query parameters for the next hop (a service behind the gateway)."""
+    return {"limit": str(limit), **({"cursor": cursor} if cursor else {})}

@@ -26,6 +26,7 @@ from gateway.policy.document import Policy
 from services.participant.schemas import (
     ATTRIBUTE_FIELDS,
     AssignmentRead,
+    DecisionFacts,
     EventRead,
     ParticipantRead,
     ProgrammeRead,
@@ -45,11 +46,10 @@ def _withheld(field: str, reason: str) -> Withheld:
     return Withheld.model_construct(field=field, reason=reason)
 
 
-def subject_of(participant: ParticipantRead) -> Subject:
-    """The participant's flags and birth date, from the record before projection."""
-    return Subject(
-        participant.adressebeskyttelse, bool(participant.skjermet), participant.birth_date
-    )
+def subject_of(source: ParticipantRead | DecisionFacts) -> Subject:
+    """The participant's flags and birth date, from the record before projection or from the
+    facts a page of records (or a message's route) came with."""
+    return Subject(source.adressebeskyttelse, bool(source.skjermet), source.birth_date)
 
 
 def decide_participant(policy: Policy, context: Context, participant: ParticipantRead) -> Decision:

@@ -25,6 +25,7 @@ from services.consent.schemas import (
     ReceiptRead,
     RecordedConsent,
 )
+from shared.app import KeyringDep
 from shared.crypto import Keyring
 from shared.db import SessionDep
 from shared.internal_auth import CallerContext, CallerDep, require_internal_caller
@@ -37,14 +38,6 @@ router = APIRouter(
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 internal = APIRouter(prefix="/internal/v1", dependencies=[Depends(require_internal_caller)])
-
-
-async def get_keyring(request: Request) -> Keyring:
-    keyring: Keyring = request.app.state.keyring
-    return keyring
-
-
-KeyringDep = Annotated[Keyring, Depends(get_keyring)]
 
 
 class NotACitizen(Forbidden):

@@ -7,7 +7,6 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel
 
 from services.messaging import service
 from services.messaging.clients import Assignments
@@ -17,7 +16,7 @@ from services.messaging.schemas import (
     ThreadList,
     ThreadOpen,
 )
-from shared.crypto import Keyring
+from shared.app import KeyringDep, json_response
 from shared.db import SessionDep
 from shared.internal_auth import CallerDep, require_internal_caller
 from shared.pagination import (
@@ -37,23 +36,12 @@ router = APIRouter(
 )
 
 
-async def get_keyring(request: Request) -> Keyring:
-    keyring: Keyring = request.app.state.keyring
-    return keyring
-
-
 async def get_assignments(request: Request) -> Assignments:
     assignments: Assignments = request.app.state.assignments
     return assignments
 
 
-KeyringDep = Annotated[Keyring, Depends(get_keyring)]
 AssignmentsDep = Annotated[Assignments, Depends(get_assignments)]
-
-
-def _json(model: BaseModel, status_code: int = 200) -> Response:
-    # Serialised here, once: returning the model would have FastAPI validate it again.
-    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
 
 
 @router.post("")
@@ -61,7 +49,7 @@ async def open_thread(
     data: ThreadOpen, session: SessionDep, keyring: KeyringDep, caller: CallerDep
 ) -> Response:
     """Open a thread with its first message, to the recipient the gateway resolved."""
-    return _json(await service.open_thread(session, keyring, caller, data), 201)
+    return json_response(await service.open_thread(session, keyring, caller, data), 201)
 
 
 @router.get("")
@@ -89,7 +77,7 @@ async def list_threads(
         limit=limit,
     )
     last = items[-1] if len(items) == limit else None
-    return _json(
+    return json_response(
         ThreadList(
             items=items,
             next_cursor=(
@@ -113,7 +101,7 @@ async def read_thread(
     thread = await service.read_thread(
         session, keyring, assignments, caller, thread_id, current=current
     )
-    return _json(thread)
+    return json_response(thread)
 
 
 @router.post("/{thread_id}/messages")
@@ -127,7 +115,7 @@ async def post_message(
 ) -> Response:
     """Reply in a thread."""
     sent = await service.post_message(session, keyring, assignments, caller, thread_id, data)
-    return _json(sent, 201)
+    return json_response(sent, 201)
 
 
 @router.get("/{thread_id}/messages")
@@ -144,7 +132,7 @@ async def list_messages(
     items = await service.read_messages(
         session, keyring, assignments, caller, thread_id, after=moment_after(cursor), limit=limit
     )
-    return _json(MessageList(items=items, next_cursor=next_cursor(items, limit, "sent_at")))
+    return json_response(MessageList(items=items, next_cursor=next_cursor(items, limit, "sent_at")))
 
 
 @router.post("/{thread_id}/read")
@@ -156,7 +144,7 @@ async def mark_read(
     caller: CallerDep,
 ) -> Response:
     """Mark every message the other side sent so far as read."""
-    return _json(await service.mark_read(session, keyring, assignments, caller, thread_id))
+    return json_response(await service.mark_read(session, keyring, assignments, caller, thread_id))
 
 
 @router.post("/{thread_id}/close")
@@ -168,4 +156,4 @@ async def close_thread(
     caller: CallerDep,
 ) -> Response:
     """Close the thread: it takes no new messages; what it holds stays readable."""
-    return _json(await service.close(session, keyring, assignments, caller, thread_id))
+    return json_response(await service.close(session, keyring, assignments, caller, thread_id))

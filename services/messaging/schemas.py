@@ -172,10 +172,3 @@ class MessageRead(BaseModel):
 class MessageList(BaseModel):
     items: list[MessageRead]
     next_cursor: str | None
-
-
-class MessageSent(BaseModel):
-    """A message as its sender gets it back, with the thread it is in."""
-
-    message: MessageRead
-    thread: ThreadRead

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.messaging import store
-from services.messaging.clients import Assignments
+from services.messaging.clients import Assignments, slot_of
 from services.messaging.errors import (
     MessageToYourself,
     NotAnOrganisation,
@@ -28,7 +28,6 @@ from services.messaging.schemas import Handover as HandoverRead
 from services.messaging.schemas import (
     MessagePost,
     MessageRead,
-    MessageSent,
     Party,
     Side,
     ThreadOpen,
@@ -154,15 +153,13 @@ async def post_message(
     caller: CallerContext,
     thread_id: uuid.UUID,
     data: MessagePost,
-) -> MessageSent:
+) -> MessageRead:
     thread, side = await _side_of(session, assignments, caller, thread_id, for_update=True)
     if thread.closed_at is not None:
         raise ThreadClosed()
     key = await participant_data_key(session, keyring, ParticipantKey, thread.participant_id)
     message = await _add_message(session, key, thread, side, caller, data.body, now_utc())
-    return MessageSent(
-        message=_message_view(thread, message, key), thread=_view(thread, side, key, [])
-    )
+    return _message_view(thread, message, key)
 
 
 async def _add_message(
@@ -319,11 +316,7 @@ async def _reach(
     if staff_id is None:
         return store.Reach(orgnr=orgnr), {}
     caseload = await assignments.caseload(staff_id)
-    held = {
-        Slot(participant_id=h.participant_id, orgnr=h.orgnr, role=h.role): h
-        for h in caseload.holders
-        if h.role is not None
-    }
+    held = {slot_of(h): h for h in caseload.holders if h.role is not None}
     reach = store.Reach(
         initiator_staff_id=staff_id,
         slots=[(s.participant_id, s.orgnr, s.role) for s in held],

@@ -15,7 +15,7 @@ from services.participant import (
     store,
     timeline,
 )
-from services.participant.deps import CatalogueDep, KeyringDep
+from services.participant.deps import CatalogueDep
 from services.participant.errors import OrganisationNotFound, ParticipantNotFound
 from services.participant.schemas import (
     AssignmentCreate,
@@ -47,6 +47,7 @@ from services.participant.schemas import (
     UnitList,
     UnitRead,
 )
+from shared.app import KeyringDep, json_response
 from shared.db import SessionDep
 from shared.internal_auth import CallerDep, require_internal_caller
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, moment_after, next_cursor
@@ -386,12 +387,10 @@ async def identify_citizen(
 @internal.post("/holders", response_model=HoldersAnswer)
 async def read_holders(data: HoldersQuery, session: SessionDep) -> Response:
     """The current holder of each (participant, organisation, role) slot that has one."""
-    answer = HoldersAnswer(holders=await routing.holders(session, data.slots))
-    return Response(answer.model_dump_json(), media_type="application/json")
+    return json_response(HoldersAnswer(holders=await routing.holders(session, data.slots)))
 
 
 @internal.get("/staff/{staff_id}/caseload", response_model=Caseload)
 async def read_caseload(staff_id: uuid.UUID, session: SessionDep) -> Response:
     """The slots a staff member holds now, their own and their unit inbox's."""
-    caseload = await routing.caseload(session, staff_id)
-    return Response(caseload.model_dump_json(), media_type="application/json")
+    return json_response(await routing.caseload(session, staff_id))

@@ -398,6 +398,8 @@ async def test_a_participant_the_teacher_does_not_follow_is_not_found(stack: Sta
 
     assert refused.status_code == 404
     assert refused.json()["type"].endswith("/participant-not-found")
+    [tried] = [e for e in await entries(stack) if e["caller"]["staff_id"] == str(w.other_teacher.id)]
+    assert tried["released"] == [] and tried["participant_id"] == w.participant
 
 
 async def test_a_thread_that_is_not_the_callers_is_not_found(stack: Stack) -> None:
