@@ -63,6 +63,12 @@ def run_env(target_metadata: MetaData) -> None:
         engine = create_async_engine(url, poolclass=pool.NullPool)
         async with engine.connect() as connection:
             await connection.run_sync(run_sync)
+        if engine.dialect.name == "sqlite":
+            # WAL is a property of the file: set once here, so the services' connections
+            # never race to convert it (two first connections at once got "database is
+            # locked" without waiting, as the change to WAL does not wait for a lock).
+            async with engine.connect() as connection:
+                await connection.exec_driver_sql("PRAGMA journal_mode=WAL")
         await engine.dispose()
 
     asyncio.run(run_async())

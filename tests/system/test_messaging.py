@@ -398,7 +398,8 @@ async def test_a_participant_the_teacher_does_not_follow_is_not_found(stack: Sta
 
     assert refused.status_code == 404
     assert refused.json()["type"].endswith("/participant-not-found")
-    [tried] = [e for e in await entries(stack) if e["caller"]["staff_id"] == str(w.other_teacher.id)]
+    other = str(w.other_teacher.id)
+    [tried] = [e for e in await entries(stack) if e["caller"]["staff_id"] == other]
     assert tried["released"] == [] and tried["participant_id"] == w.participant
 
 
