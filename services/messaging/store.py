@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, false, or_, select, tuple_
+from sqlalchemy import and_, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -43,10 +43,18 @@ class Reach:
         reached: list[ColumnElement[bool]] = []
         if self.initiator_staff_id is not None:
             reached.append(Thread.initiator_staff_id == self.initiator_staff_id)
-        if self.slots:
+        # A staff member's slots are a few (organisation, role) pairs over many participants:
+        # one IN list per pair, which the slot index serves (a list of row values was
+        # compiled anew and scanned every thread).
+        by_pair: dict[tuple[str, str], list[uuid.UUID]] = {}
+        for participant_id, orgnr, role in self.slots:
+            by_pair.setdefault((orgnr, role), []).append(participant_id)
+        for (orgnr, role), participant_ids in by_pair.items():
             reached.append(
-                tuple_(Thread.participant_id, Thread.recipient_orgnr, Thread.recipient_role).in_(
-                    list(self.slots)
+                and_(
+                    Thread.participant_id.in_(participant_ids),
+                    Thread.recipient_orgnr == orgnr,
+                    Thread.recipient_role == role,
                 )
             )
         if self.inbox_unit_id is not None:
