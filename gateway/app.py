@@ -13,6 +13,11 @@ from gateway.audit_routes import router as audit_router
 from gateway.clients import ConsentClient, ParticipantClient
 from gateway.consents import router as consents_router
 from gateway.consents import well_known as consents_well_known
+from gateway.events.ingest import EventIngest, OutboxPuller, StreamConsumer
+from gateway.events.projection import Projector
+from gateway.events.routes import router as events_router
+from gateway.events.targets import TargetRules, webhook_client
+from gateway.events.webhooks import RetryPolicy, WebhookDispatcher
 from gateway.innsyn import router as innsyn_router
 from gateway.messages import BirthDates
 from gateway.messages import router as messages_router
@@ -24,8 +29,10 @@ from gateway.policy import ConsentSource, load_policy
 from gateway.settings import GatewaySettings
 from shared.app import install_common
 from shared.clients import Upstream
+from shared.crypto import Keyring
 from shared.db import make_engine, make_sessionmaker
 from shared.internal_auth import InternalTokenSigner
+from shared.jetstream import JetStream
 from shared.keys import load_internal_signing_key
 from shared.settings import ensure_dev_mode_is_safe
 
@@ -48,6 +55,8 @@ def create_app(
     signer = InternalTokenSigner(COMPONENT, load_internal_signing_key(settings.keys_dir, COMPONENT))
     policy = load_policy(settings.policy_path)
     audit_keys = AuditKeys.load(settings.keys_dir)
+    keyring = Keyring.load(settings.keys_dir, COMPONENT)
+    webhook_rules = TargetRules(tuple(settings.webhook_allowed_networks), dev=settings.is_dev)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -84,11 +93,54 @@ def create_app(
         app.state.personvern = Personvern(
             policy, consents or app.state.consent_client, audit_writer
         )
+        app.state.keyring = keyring
+        app.state.webhook_rules = webhook_rules
+        app.state.projector = Projector(app.state.personvern, app.state.participant_client)
         await audit_writer.start()
         await head_signer.start()
+        jetstream: JetStream | None = None
+        ingest: EventIngest | None = None
+        dispatcher: WebhookDispatcher | None = None
         try:
+            if settings.nats_url:
+                jetstream = await JetStream.connect(settings.nats_url, settings.nats_stream)
+                ingest = StreamConsumer(
+                    app.state.sessionmaker,
+                    jetstream,
+                    interval_seconds=settings.events_interval_seconds,
+                )
+            else:
+                ingest = OutboxPuller(
+                    app.state.sessionmaker,
+                    [participant, consent, messaging],
+                    interval_seconds=settings.events_interval_seconds,
+                )
+            ingest.start()
+            dispatcher = WebhookDispatcher(
+                app.state.sessionmaker,
+                app.state.projector,
+                keyring,
+                webhook_client(webhook_rules, timeout_seconds=settings.webhook_timeout_seconds),
+                RetryPolicy(
+                    base_seconds=settings.webhook_retry_base_seconds,
+                    max_seconds=settings.webhook_retry_max_seconds,
+                    window_seconds=settings.webhook_retry_window_seconds,
+                    lease_seconds=settings.webhook_timeout_seconds * 3 + 30,
+                ),
+                concurrency=settings.webhook_concurrency,
+                interval_seconds=settings.events_interval_seconds,
+            )
+            dispatcher.start()
+            app.state.ingest = ingest
+            app.state.dispatcher = dispatcher
             yield
         finally:
+            if dispatcher is not None:
+                await dispatcher.aclose()
+            if ingest is not None:
+                await ingest.aclose()
+            if jetstream is not None:
+                await jetstream.aclose()
             await participant.aclose()
             await consent.aclose()
             await messaging.aclose()
@@ -112,4 +164,5 @@ def create_app(
     app.include_router(consents_router)
     app.include_router(consents_well_known)
     app.include_router(messages_router)
+    app.include_router(events_router)
     return app

@@ -16,6 +16,8 @@ from services.consent.schemas import Grant, GrantsAnswer, GrantsQuery
 from services.participant.schemas import (
     CitizenIdentity,
     CitizenLookup,
+    EventFacts,
+    EventFactsQuery,
     OrganisationRead,
     ParticipantRead,
     RouteAnswer,
@@ -86,6 +88,17 @@ class ParticipantClient:
             RouteAnswer,
             "POST",
             f"/api/v1/participants/{participant_id}/route",
+            caller,
+            content=query.model_dump_json().encode(),
+        )
+        return answer
+
+    async def event_facts(self, caller: CallerContext, query: EventFactsQuery) -> EventFacts:
+        """What a page of domain events is projected for `caller` with."""
+        answer, _ = await self.upstream.fetch(
+            EventFacts,
+            "POST",
+            "/internal/v1/event-facts",
             caller,
             content=query.model_dump_json().encode(),
         )

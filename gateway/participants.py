@@ -43,6 +43,8 @@ from services.participant.schemas import (
     AssignmentPage,
     AssignmentRead,
     DecisionFacts,
+    EventBatch,
+    EventBatchResult,
     EventCreate,
     EventRead,
     GuardianCreate,
@@ -490,6 +492,26 @@ async def record_event(
         caller,
         request,
         {"Idempotency-Key": idempotency_key} if idempotency_key is not None else None,
+    )
+
+
+@router.post("/events:batch", tags=["timeline"], response_model=EventBatchResult)
+async def record_events(
+    data: EventBatch, request: Request, caller: EventWriter, client: ParticipantsDep
+) -> Response:
+    """Record up to 1,000 timeline events in one request, each accepted or refused on its own.
+
+    Each item names its participant by `participant_id` or by `national_id` (one you
+    registered; in the body only, never returned) and carries its own `idempotency_key`.
+    Every item is held to the rules of POST /api/v1/participants/{id}/events and answered
+    in `items`, in request order: 201 recorded, 200 a resend of an event recorded before
+    with the same key and content, or the status and problem the single push would give
+    (a malformed item is a 422 of its own). A refused item writes nothing and never stops
+    the others; a 200 answer means every accepted item is committed. An empty list, more
+    than 1,000 items or another shape of body is a 422 problem, and nothing is recorded.
+    """
+    return await _write(
+        client, EventBatchResult, "POST", "/api/v1/participants/events:batch", caller, request
     )
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -43,3 +44,15 @@ class GatewaySettings(ComponentSettings):
     # Identity providers trusted for citizens, as JSON: [{"issuer": ..., "jwks_path": ...,
     # "audience": ..., "national_id_claim": "pid"}]. None by default.
     citizen_issuers: list[CitizenIssuer] = Field(default_factory=list)
+    # Webhooks (gateway/events/): networks besides public addresses that targets may be in
+    # (JSON list, e.g. ["10.20.0.0/16"]); dev mode also allows loopback.
+    webhook_allowed_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
+        default_factory=list
+    )
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=60)
+    # Failed deliveries are retried after base * 2^(attempt-1) seconds (at most `max`), with
+    # jitter, until `window` after the event was due; then they are dead-lettered.
+    webhook_retry_base_seconds: float = Field(5.0, gt=0)
+    webhook_retry_max_seconds: float = Field(3600.0, gt=0)
+    webhook_retry_window_seconds: float = Field(24 * 3600.0, gt=0)
+    webhook_concurrency: int = Field(16, ge=1, le=256)

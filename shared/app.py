@@ -19,8 +19,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.crypto import Keyring
 from shared.db import make_engine, make_sessionmaker
 from shared.internal_auth import InternalTokenVerifier
+from shared.jetstream import JetStream
 from shared.keys import load_internal_key_set
+from shared.outbox import OutboxMixin, outbox_router
 from shared.problems import ServiceUnavailable, install_problem_handlers
+from shared.relay import OutboxRelay
 from shared.settings import ComponentSettings
 
 log = logging.getLogger("broen.request")
@@ -124,12 +127,17 @@ KeyringDep = Annotated[Keyring, Depends(get_keyring)]
 
 
 def create_service_app(
-    title: str, lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]]
+    title: str,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
+    *,
+    outbox: type[OutboxMixin],
 ) -> FastAPI:
     """A service's app. No docs or OpenAPI: the gateway publishes the public document, and a
-    service port answers only health checks and calls that carry an internal token."""
+    service port answers only health checks and calls that carry an internal token. The
+    gateway takes the outbox's events through `/internal/v1/outbox` when there is no NATS."""
     app = FastAPI(title=title, version="1", lifespan=lifespan, openapi_url=None)
     install_common(app)
+    app.include_router(outbox_router(outbox))
     return app
 
 
@@ -138,11 +146,12 @@ def service_lifespan(
     component: str,
     trusted_callers: set[str],
     *,
+    outbox: type[OutboxMixin],
     state: dict[str, Any] | None = None,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """The lifespan every service has: engine, sessions, the internal-token check, and
-    `state` of its own. Keys are loaded now, so a missing key stops the start at once
-    with a message that names the file."""
+    """The lifespan every service has: engine, sessions, the internal-token check, the
+    outbox relay when NATS is configured, and `state` of its own. Keys are loaded now, so a
+    missing key stops the start at once with a message that names the file."""
     verifier = InternalTokenVerifier(
         component, load_internal_key_set(settings.keys_dir), trusted_callers
     )
@@ -155,9 +164,24 @@ def service_lifespan(
             setattr(app.state, name, value)
         app.state.engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
         app.state.sessionmaker = make_sessionmaker(app.state.engine)
+        jetstream = relay = None
         try:
+            if settings.nats_url:
+                jetstream = await JetStream.connect(settings.nats_url, settings.nats_stream)
+                relay = OutboxRelay(
+                    app.state.sessionmaker,
+                    outbox,
+                    jetstream,
+                    interval_seconds=settings.events_interval_seconds,
+                )
+                relay.start()
+            app.state.relay = relay
             yield
         finally:
+            if relay is not None:
+                await relay.aclose()
+            if jetstream is not None:
+                await jetstream.aclose()
             await app.state.engine.dispose()
 
     return lifespan

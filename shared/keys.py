@@ -28,8 +28,9 @@ AUDIT_SIGNING_JWKS = "audit-signing.jwks.json"
 # validity periods, so a receipt signed before a rotation still verifies.
 RECEIPT_SIGNING_JWKS = "receipt-signing.jwks.json"
 COMPONENTS = ("gateway", "participant", "consent", "messaging")
-# The components that encrypt fields (free text, national ids) with a master key.
-DATA_KEY_COMPONENTS = ("participant", "consent", "messaging")
+# The components that encrypt with a master key: fields (free text, national ids) in the
+# services, webhook signing secrets in the gateway.
+DATA_KEY_COMPONENTS = ("gateway", "participant", "consent", "messaging")
 
 
 class MissingKey(ConfigurationError):

@@ -28,6 +28,14 @@ class ComponentSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int
     log_level: str = "INFO"
+    # Events (ARCHITECTURE.md): with a NATS URL each service's relay publishes its outbox to
+    # JetStream and the gateway consumes the stream; without one the gateway takes the
+    # events from the services' outboxes (the embedded default).
+    nats_url: str | None = Field(None, validation_alias="BROEN_NATS_URL")
+    nats_stream: str = Field(
+        "BROEN", pattern=r"^[A-Z][A-Z0-9_]{0,31}$", validation_alias="BROEN_NATS_STREAM"
+    )
+    events_interval_seconds: float = Field(0.1, gt=0, le=60)
 
     @property
     def is_dev(self) -> bool:

@@ -1,6 +1,7 @@
 """Test databases: every database test runs on SQLite, and again on PostgreSQL when
 one is reachable (`BROEN_TEST_POSTGRES_URL`, or a server on 127.0.0.1:5432).
-With CI=true PostgreSQL is required: an unreachable server fails the run."""
+With CI=true PostgreSQL is required: an unreachable server fails the run. The same holds
+for NATS (`nats_url`), which the event tests use."""
 
 from __future__ import annotations
 
@@ -155,3 +156,22 @@ def database_url(_templates: _Templates, tmp_path: Path) -> Callable[[str], str]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+
+
+@pytest.fixture
+def nats_url() -> str:
+    """A real NATS server with JetStream (`BROEN_TEST_NATS_URL`, or one on 127.0.0.1:4222);
+    with CI=true an unreachable one fails the run, otherwise its tests are skipped."""
+    explicit = os.environ.get("BROEN_TEST_NATS_URL")
+    if explicit:
+        return explicit
+    try:
+        with socket.create_connection(("127.0.0.1", 4222), timeout=1):
+            return DEFAULT_NATS_URL
+    except OSError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true requires NATS with JetStream on 127.0.0.1:4222")
+        pytest.skip("no NATS server reachable (set BROEN_TEST_NATS_URL or start one)")

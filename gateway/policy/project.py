@@ -145,6 +145,22 @@ def project_records(
     return projected
 
 
+def project_values(
+    decision: Decision,
+    values: Mapping[str, Any],
+    structural: Sequence[str],
+    routing_handles: Mapping[uuid.UUID, str] | None,
+) -> ProjectedRecord | None:
+    """A record given as plain values (a domain event's data), projected like
+    project_records: the `structural` keys and the released fields, or None when nothing
+    is released."""
+    released = decision.released
+    if not released:
+        return None
+    shown = {k: values[k] for k in (*structural, *released) if k in values}
+    return _finish(shown, decision, shown, routing_handles, prefix="")
+
+
 def decide_events(
     policy: Policy,
     context: Context,

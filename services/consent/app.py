@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.consent.models import OutboxEvent
 from services.consent.receipts import ReceiptKeys
 from services.consent.routes import internal, router
 from services.consent.settings import ConsentSettings
@@ -19,12 +20,13 @@ def create_app(settings: ConsentSettings) -> FastAPI:
         settings,
         COMPONENT,
         TRUSTED_CALLERS,
+        outbox=OutboxEvent,
         state={
             "keyring": Keyring.load(settings.keys_dir, COMPONENT),
             "receipt_keys": ReceiptKeys.load(settings.keys_dir),
         },
     )
-    app = create_service_app("Broen consent service", lifespan)
+    app = create_service_app("Broen consent service", lifespan, outbox=OutboxEvent)
     app.include_router(router)
     app.include_router(internal)
     return app

@@ -7,6 +7,7 @@ import httpx
 from fastapi import FastAPI
 
 from services.messaging.clients import Assignments
+from services.messaging.models import OutboxEvent
 from services.messaging.overdue import OverdueWatch
 from services.messaging.routes import router
 from services.messaging.settings import MessagingSettings
@@ -33,6 +34,7 @@ def create_app(
         settings,
         COMPONENT,
         TRUSTED_CALLERS,
+        outbox=OutboxEvent,
         state={"keyring": Keyring.load(settings.keys_dir, COMPONENT), "calendar": calendar},
     )
 
@@ -64,6 +66,6 @@ def create_app(
                 await watch.aclose()
                 await assignments.aclose()
 
-    app = create_service_app("Broen messaging service", lifespan)
+    app = create_service_app("Broen messaging service", lifespan, outbox=OutboxEvent)
     app.include_router(router)
     return app

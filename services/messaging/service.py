@@ -66,6 +66,9 @@ async def event(session: AsyncSession, type: str, thread: Thread, **data: Any) -
             data={
                 "thread_id": str(thread.id),
                 "participant_id": str(thread.participant_id),
+                # The sides: only their organisations are told of the thread.
+                "initiator_orgnr": thread.initiator_orgnr,
+                "recipient_orgnr": thread.recipient_orgnr,
                 **data,
             },
         ),
@@ -137,8 +140,6 @@ async def open_thread(
         "thread.opened",
         thread,
         purpose=data.purpose,
-        initiator_orgnr=orgnr,
-        recipient_orgnr=recipient.orgnr,
         recipient_role=recipient.role,
         recipient_unit_id=str(recipient.unit_id),
     )

@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.participant.catalogue import load_catalogue
+from services.participant.models import OutboxEvent
 from services.participant.routes import event_types, internal, organisations, router, units
 from services.participant.settings import ParticipantSettings
 from shared.app import create_service_app, service_lifespan
@@ -21,9 +22,10 @@ def create_app(settings: ParticipantSettings) -> FastAPI:
         settings,
         COMPONENT,
         TRUSTED_CALLERS,
+        outbox=OutboxEvent,
         state={"keyring": Keyring.load(settings.keys_dir, COMPONENT), "catalogue": catalogue},
     )
-    app = create_service_app("Broen participant service", lifespan)
+    app = create_service_app("Broen participant service", lifespan, outbox=OutboxEvent)
     app.include_router(router)
     app.include_router(organisations)
     app.include_router(units)

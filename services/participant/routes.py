@@ -24,7 +24,11 @@ from services.participant.schemas import (
     Caseload,
     CitizenIdentity,
     CitizenLookup,
+    EventBatch,
+    EventBatchResult,
     EventCreate,
+    EventFacts,
+    EventFactsQuery,
     EventRead,
     GuardianCreate,
     GuardianRead,
@@ -217,6 +221,20 @@ async def record_event(
     )
 
 
+@router.post("/events:batch", tags=["timeline"], response_model=EventBatchResult)
+async def record_events(
+    data: EventBatch,
+    session: SessionDep,
+    keyring: KeyringDep,
+    catalogue: CatalogueDep,
+    caller: CallerDep,
+) -> Response:
+    """Record up to 1,000 events, each accepted or refused on its own (a result per item)."""
+    return json_response(
+        await timeline.record_batch(session, keyring, catalogue, caller, data.items)
+    )
+
+
 @router.get("/{participant_id}/timeline")
 async def read_timeline(
     participant_id: uuid.UUID,
@@ -394,3 +412,20 @@ async def read_holders(data: HoldersQuery, session: SessionDep) -> Response:
 async def read_caseload(staff_id: uuid.UUID, session: SessionDep) -> Response:
     """The slots a staff member holds now, their own and their unit inbox's."""
     return json_response(await routing.caseload(session, staff_id))
+
+
+@internal.post("/event-facts", response_model=EventFacts)
+async def read_event_facts(
+    data: EventFactsQuery,
+    session: SessionDep,
+    keyring: KeyringDep,
+    catalogue: CatalogueDep,
+    caller: CallerDep,
+) -> Response:
+    """What the gateway projects a page of domain events for the caller with."""
+    categories: dict[str, dict[str, str]] = {
+        event_type: {name: field.category for name, field in spec.payload.items()}
+        for event_type in data.event_types
+        if (spec := catalogue.types.get(event_type)) is not None
+    }
+    return json_response(await service.event_facts(session, keyring, caller, data, categories))

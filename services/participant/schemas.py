@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     StringConstraints,
     model_validator,
 )
@@ -328,6 +329,76 @@ class Timeline(BaseModel):
     next_cursor: str | None = None
 
 
+EVENT_BATCH_MAX_ITEMS = 1000
+IdempotencyKeyValue = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class EventBatchItem(EventCreate):
+    """One event of a batch: the participant by id or by national id (exactly one), and
+    the item's own idempotency key."""
+
+    idempotency_key: IdempotencyKeyValue = Field(
+        description="A resend with the same key and content answers 200 with the first "
+        "event; the same key with other content is refused (409)."
+    )
+    participant_id: uuid.UUID | None = None
+    national_id: NationalId | None = Field(
+        None, description="A participant your organisation registered; never returned."
+    )
+
+    @model_validator(mode="after")
+    def _one_participant(self) -> EventBatchItem:
+        if (self.participant_id is None) == (self.national_id is None):
+            raise ValueError("give exactly one of participant_id and national_id")
+        return self
+
+
+# An item as sent: each is validated on its own, so one malformed item is refused alone
+# rather than failing the request. Documented as what it must be.
+EventBatchItemAsSent = Annotated[
+    Any, PlainValidator(lambda item: item, json_schema_input_type=EventBatchItem)
+]
+
+
+class EventBatch(BaseModel):
+    """Up to 1,000 timeline events, each accepted or refused on its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[EventBatchItemAsSent] = Field(min_length=1, max_length=EVENT_BATCH_MAX_ITEMS)
+
+
+class ItemProblem(BaseModel):
+    """Why an item was refused: the problem details (RFC 9457) the single push would have
+    answered with."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+class EventBatchItemResult(BaseModel):
+    index: int = Field(description="The item's position in the request, from 0.")
+    idempotency_key: str | None = Field(description="The item's key (null if it gave none).")
+    status: int = Field(
+        description="201 recorded; 200 a resend of an event recorded before with the same key "
+        "and content; 4xx refused, as `problem` says."
+    )
+    event_id: uuid.UUID | None = None
+    participant_id: uuid.UUID | None = None
+    problem: ItemProblem | None = None
+
+
+class EventBatchResult(BaseModel):
+    """One result per item, in request order. Accepted items are committed."""
+
+    items: list[EventBatchItemResult]
+    accepted: int
+    refused: int
+
+
 class DecisionFacts(BaseModel):
     """What the gateway's personvern decision needs about a page of records besides the
     records themselves, sent with the page so one call answers (internal: the gateway
@@ -481,3 +552,31 @@ class Caseload(BaseModel):
     unit_id: uuid.UUID
     inbox_roles: bool
     holders: list[Holder]
+
+
+# --- what the gateway projects domain events with (internal) --------------------------------
+
+
+class EventFactsQuery(BaseModel):
+    """The participants, organisations, units and timeline event types a page of domain
+    events names; the caller is the reader the events are projected for."""
+
+    participant_ids: list[uuid.UUID] = Field(max_length=1000)
+    orgnrs: list[str] = Field(default_factory=list, max_length=1000)
+    unit_ids: list[uuid.UUID] = Field(default_factory=list, max_length=1000)
+    event_types: list[str] = Field(default_factory=list, max_length=1000)
+
+
+class SubjectFacts(BaseModel):
+    relationships: list[str] = Field(description="The caller's, to the participant, now.")
+    adressebeskyttelse: Adressebeskyttelse | None = None
+    skjermet: bool = False
+    birth_date: date | None = None
+
+
+class EventFacts(BaseModel):
+    # Only participants that exist: events about an unknown or shredded one go to no one.
+    participants: dict[uuid.UUID, SubjectFacts]
+    agency_types: dict[str, AgencyType] = Field(default_factory=dict)
+    routing_handles: dict[uuid.UUID, str] = Field(default_factory=dict)
+    payload_categories: dict[str, dict[str, str]] = Field(default_factory=dict)

@@ -20,10 +20,13 @@ from services.participant.models import Attribute, Organisation, OutboxEvent
 from services.participant.schemas import (
     ATTRIBUTE_FIELDS,
     DecisionFacts,
+    EventFacts,
+    EventFactsQuery,
     ParticipantCreate,
     ParticipantRead,
     ParticipantUpdate,
     Provenance,
+    SubjectFacts,
 )
 from shared.crypto import Keyring, WrappedKey, associated_data, open_sealed, seal
 from shared.events import make_event
@@ -200,7 +203,12 @@ async def update(
         session,
         "participant.updated",
         participant_id,
-        {"participant_id": str(participant_id), "fields": sorted(changed)},
+        {
+            "participant_id": str(participant_id),
+            # The organisation whose values changed: the owner the gateway decides them as.
+            "orgnr": organisation.orgnr,
+            "fields": sorted(changed),
+        },
     )
     return await view(session, keyring, caller, participant_id)
 
@@ -307,6 +315,35 @@ async def decision_facts(
         agency_types=await store.agency_types(session, orgnrs),
         routing_handles=await store.routing_handles(session, unit_ids),
         payload_categories=payload_categories or {},
+    )
+
+
+async def event_facts(
+    session: AsyncSession,
+    keyring: Keyring,
+    caller: CallerContext,
+    query: EventFactsQuery,
+    payload_categories: dict[str, dict[str, str]],
+) -> EventFacts:
+    """What the gateway projects a page of domain events for `caller` with: per participant
+    the caller's relationships and the participant's flags, as a read would give them."""
+    participants: dict[uuid.UUID, SubjectFacts] = {}
+    for participant_id in dict.fromkeys(query.participant_ids):
+        try:
+            seen = await view(session, keyring, caller, participant_id)
+        except ParticipantNotFound:
+            continue
+        participants[participant_id] = SubjectFacts(
+            relationships=sorted(seen.relationships),
+            adressebeskyttelse=seen.read.adressebeskyttelse,
+            skjermet=bool(seen.read.skjermet),
+            birth_date=seen.read.birth_date,
+        )
+    return EventFacts(
+        participants=participants,
+        agency_types=await store.agency_types(session, query.orgnrs),
+        routing_handles=await store.routing_handles(session, query.unit_ids),
+        payload_categories=payload_categories,
     )
 
 

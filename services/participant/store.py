@@ -79,6 +79,43 @@ async def find_participant_id(session: AsyncSession, national_id_index: str) -> 
     )
 
 
+async def find_participant_ids(
+    session: AsyncSession, national_id_indexes: Iterable[str]
+) -> dict[str, uuid.UUID]:
+    """The participants with these national id indexes, by index (unknown ones left out)."""
+    wanted = set(national_id_indexes)
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(Participant.national_id_index, Participant.id).where(
+            Participant.national_id_index.in_(wanted)
+        )
+    )
+    return {index: participant_id for index, participant_id in rows.all()}
+
+
+async def registered_data_keys(
+    session: AsyncSession, participant_ids: Iterable[uuid.UUID], *, orgnr: str
+) -> dict[uuid.UUID, tuple[str, bytes]]:
+    """The wrapped data keys (key id, wrapped key) of those of the participants the
+    organisation registered; unknown, shredded and others' participants are left out."""
+    wanted = set(participant_ids)
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(ParticipantKey.participant_id, ParticipantKey.kid, ParticipantKey.wrapped_key)
+        .join(
+            Registration,
+            and_(
+                Registration.participant_id == ParticipantKey.participant_id,
+                Registration.orgnr == orgnr,
+            ),
+        )
+        .where(ParticipantKey.participant_id.in_(wanted))
+    )
+    return {participant_id: (kid, wrapped) for participant_id, kid, wrapped in rows.all()}
+
+
 async def insert_participant(
     session: AsyncSession,
     *,
@@ -381,22 +418,32 @@ async def list_programmes(
     return list((await session.scalars(statement)).all())
 
 
+# Built once per dialect, with the values bound at execution: building the INSERT for each
+# event cost more CPU than running it (a batch records up to 1,000).
+_INSERT_EVENT = {
+    name: dialect.insert(Event.__table__)
+    .on_conflict_do_nothing(index_elements=["source_orgnr", "idempotency_key"])
+    .returning(Event.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+_EVENT_COLUMNS = tuple(column.key for column in inspect(Event).column_attrs)
+
+
 async def add_event(session: AsyncSession, event: Event) -> bool:
     """Insert the event; False when the organisation's idempotency key is taken (a concurrent
     request with the same key got there first).
 
-    ON CONFLICT rather than a savepoint: on SQLite, pysqlite sends no BEGIN before a
-    SAVEPOINT, so a savepoint that is a request's first write commits when released, and
-    a later refusal (e.g. of a `veileder.tildelt`'s assignment) could not undo it."""
-    values = {column.key: getattr(event, column.key) for column in inspect(Event).column_attrs}
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = (
-        dialect.insert(Event)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=["source_orgnr", "idempotency_key"])
-        .returning(Event.id)
-    )
-    return (await session.execute(statement)).scalar_one_or_none() is not None
+    ON CONFLICT rather than catching the violation: on PostgreSQL a failed INSERT outside
+    a savepoint would abort the whole transaction."""
+    return event.id in await add_events(session, [event])
+
+
+async def add_events(session: AsyncSession, events: Sequence[Event]) -> set[uuid.UUID]:
+    """Insert the events in one statement (a multi-row INSERT); the ids of those inserted,
+    which leave out any whose organisation's idempotency key is taken."""
+    statement = _INSERT_EVENT[session.get_bind().dialect.name]
+    rows = [{key: getattr(event, key) for key in _EVENT_COLUMNS} for event in events]
+    return set((await session.execute(statement, rows)).scalars().all())
 
 
 async def get_event(session: AsyncSession, event_id: uuid.UUID) -> Event | None:
@@ -409,6 +456,30 @@ async def find_event_by_key(
     return await session.scalar(
         select(Event).where(Event.source_orgnr == orgnr, Event.idempotency_key == idempotency_key)
     )
+
+
+async def find_events_by_keys(
+    session: AsyncSession, *, orgnr: str, idempotency_keys: Iterable[str]
+) -> dict[str, Event]:
+    """The organisation's events recorded under these idempotency keys, by key."""
+    wanted = set(idempotency_keys)
+    if not wanted:
+        return {}
+    found = await session.scalars(
+        select(Event).where(Event.source_orgnr == orgnr, Event.idempotency_key.in_(wanted))
+    )
+    return {event.idempotency_key: event for event in found if event.idempotency_key}
+
+
+async def event_participants(
+    session: AsyncSession, event_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, uuid.UUID]:
+    """Each of the events' participant, by event id (unknown events left out)."""
+    wanted = set(event_ids)
+    if not wanted:
+        return {}
+    rows = await session.execute(select(Event.id, Event.participant_id).where(Event.id.in_(wanted)))
+    return {event_id: participant_id for event_id, participant_id in rows.all()}
 
 
 async def list_events(

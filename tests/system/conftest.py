@@ -193,14 +193,28 @@ def consents() -> GivenGrants | None:
 
 
 @pytest.fixture
+def gateway_overrides() -> dict[str, Any]:
+    """Gateway settings a test module sets (it overrides this fixture)."""
+    return {}
+
+
+@pytest.fixture
+def service_overrides() -> dict[str, Any]:
+    """Settings every service gets from a test module (it overrides this fixture)."""
+    return {}
+
+
+@pytest.fixture
 async def stack(
     database_url: Callable[[str], str],
     keys_dir: Path,
     tmp_path: Path,
     consents: GivenGrants | None,
+    gateway_overrides: dict[str, Any],
+    service_overrides: dict[str, Any],
 ) -> AsyncIterator[Stack]:
     participant_settings = ParticipantSettings(
-        database_url=database_url("participant"), keys_dir=keys_dir
+        database_url=database_url("participant"), keys_dir=keys_dir, **service_overrides
     )
     gateway_settings = GatewaySettings(
         database_url=database_url("gateway"),
@@ -210,16 +224,20 @@ async def stack(
         consent_url="http://consent.internal",
         messaging_url="http://messaging.internal",
         audit_head_file=tmp_path / "audit-head.json",
+        **gateway_overrides,
     )
     participant = create_participant(participant_settings)
     consent = create_consent(
-        ConsentSettings(database_url=database_url("consent"), keys_dir=keys_dir)
+        ConsentSettings(
+            database_url=database_url("consent"), keys_dir=keys_dir, **service_overrides
+        )
     )
     messaging = create_messaging(
         MessagingSettings(
             database_url=database_url("messaging"),
             keys_dir=keys_dir,
             participant_url="http://participant.internal",
+            **service_overrides,
         ),
         participant_transport=httpx.ASGITransport(app=participant),
     )

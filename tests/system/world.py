@@ -25,6 +25,7 @@ SCOPES = [
     "consents:read",
     "consents:write",
     "messages",
+    "subscriptions",
 ]
 
 

@@ -1,0 +1,117 @@
+"""Taking the services' domain events into the gateway's event log, in one of two ways:
+
+- `OutboxPuller` (the embedded default): asks each service for its pending outbox events,
+  appends them, and only then tells the service they are taken.
+- `StreamConsumer` (with `BROEN_NATS_URL`): a durable JetStream consumer; a message is
+  acknowledged after the log holds it.
+
+Either way an event taken twice (a crash between the append and the confirmation) is
+stored once: the log is unique by event id."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import nats.errors
+from nats.js import JetStreamContext
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.clients import GATEWAY_ITSELF
+from gateway.events import store
+from shared.background import Repeating
+from shared.clients import Upstream
+from shared.jetstream import JetStream, subject_prefix
+from shared.outbox import OUTBOX_BATCH, PendingEvents, PublishedEvents
+
+DURABLE = "broen-gateway"
+
+
+class EventIngest:
+    """The one background task that feeds the log; `start` and `aclose` in the lifespan."""
+
+    def __init__(self, name: str, step: Any, interval_seconds: float) -> None:
+        self._loop = Repeating(name, step, interval_seconds=interval_seconds)
+
+    def start(self) -> None:
+        self._loop.start()
+
+    async def aclose(self) -> None:
+        await self._loop.aclose()
+
+
+async def _append(
+    sessionmaker: async_sessionmaker[AsyncSession], envelopes: Sequence[dict[str, Any]]
+) -> None:
+    async with sessionmaker() as session:
+        await store.append(session, envelopes, now=datetime.now(UTC))
+        await session.commit()
+
+
+class OutboxPuller(EventIngest):
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        sources: Sequence[Upstream],
+        *,
+        interval_seconds: float,
+    ) -> None:
+        super().__init__("event ingest (outboxes)", self.pull_once, interval_seconds)
+        self.sessionmaker = sessionmaker
+        self.sources = sources
+
+    async def pull_once(self) -> bool:
+        """One batch from each service; True when a service had a full batch (more wait)."""
+        more = False
+        for source in self.sources:
+            answer, _ = await source.fetch(
+                PendingEvents,
+                "GET",
+                "/internal/v1/outbox",
+                GATEWAY_ITSELF,
+                params={"limit": str(OUTBOX_BATCH)},
+            )
+            if not answer.items:
+                continue
+            await _append(self.sessionmaker, answer.items)
+            taken = PublishedEvents(ids=[envelope["id"] for envelope in answer.items])
+            await source.call(
+                "POST",
+                "/internal/v1/outbox/published",
+                GATEWAY_ITSELF,
+                content=taken.model_dump_json().encode(),
+            )
+            more = more or len(answer.items) == OUTBOX_BATCH
+        return more
+
+
+class StreamConsumer(EventIngest):
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        jetstream: JetStream,
+        *,
+        interval_seconds: float,
+    ) -> None:
+        super().__init__("event ingest (JetStream)", self.consume_once, interval_seconds)
+        self.sessionmaker = sessionmaker
+        self.jetstream = jetstream
+        self._subscription: JetStreamContext.PullSubscription | None = None
+
+    async def consume_once(self) -> bool:
+        if self._subscription is None:
+            self._subscription = await self.jetstream.js.pull_subscribe(
+                f"{subject_prefix(self.jetstream.stream)}.>",
+                durable=DURABLE,
+                stream=self.jetstream.stream,
+            )
+        try:
+            messages = await self._subscription.fetch(batch=OUTBOX_BATCH, timeout=1.0)
+        except nats.errors.TimeoutError:
+            return True  # fetch itself waited: ask again at once
+        await _append(self.sessionmaker, [json.loads(message.data) for message in messages])
+        for message in messages:
+            await message.ack()
+        return True
