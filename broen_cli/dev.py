@@ -74,15 +74,18 @@ DEMO_ORGANISATIONS = [
 DEMO_CLIENTS = {
     "demo-nav": (
         "889640782",
-        "participants:read participants:write events:write consents:read consents:write messages",
+        "participants:read participants:write events:write consents:read consents:write messages "
+        "subscriptions",
     ),
     "demo-skole": (
         "310123455",
-        "participants:read participants:write events:write consents:read consents:write messages",
+        "participants:read participants:write events:write consents:read consents:write messages "
+        "subscriptions",
     ),
     "demo-ot": (
         "310123463",
-        "participants:read participants:write events:write consents:read consents:write messages",
+        "participants:read participants:write events:write consents:read consents:write messages "
+        "subscriptions",
     ),
 }
 # The people who work with the participants: (key, orgnr, unit key, name, roles).

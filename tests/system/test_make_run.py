@@ -301,6 +301,27 @@ def _walk_through_the_readme(workdir: Path, env: dict[str, str], printed: str) -
         json={"body": "Ja, jeg ringer deg i morgen."}, headers=vera, timeout=10.0,
     )
     assert answered.status_code == 201, answered.text
+    # 10: the school's system reads the changes feed: its own assignments, NAV's veileder
+    # of Kari (the seeded consent lets it), Tone's thread, and never a national id.
+    feed_reader = {
+        **bearer(broen("dev", "token", "--client-id", "demo-skole", "--scope", "subscriptions")),
+        "Broen-Purpose": "oppfolging",
+    }
+    deadline = time.monotonic() + 15
+    while True:
+        changes = httpx.get(
+            f"{gateway}/events", params={"limit": 500}, headers=feed_reader, timeout=10.0
+        )
+        assert changes.status_code == 200, changes.text
+        kinds = {(e["type"], e["data"].get("orgnr")) for e in changes.json()["items"]}
+        if ("no.broen.thread.opened", None) in kinds or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert ("no.broen.thread.opened", None) in kinds, kinds
+    assert ("no.broen.assignment.started", "889640782") in kinds, kinds
+    assert ("no.broen.assignment.started", "310123455") in kinds, kinds
+    assert changes.json()["next_cursor"]
+    assert "01010750160" not in changes.text
 
 
 @pytest.mark.slow
