@@ -21,6 +21,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python bench/run.py
 	$(VENV)/bin/python bench/messaging.py
+	$(VENV)/bin/python bench/events.py
 	$(VENV)/bin/python bench/policy.py
 	$(VENV)/bin/python bench/audit_verify.py
 

@@ -73,10 +73,18 @@ class ParticipantClient:
         content: bytes | None = None,
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        read_timeout_seconds: float | None = None,
     ) -> tuple[M, int]:
         """A participant sub-resource parsed into its model, and the upstream status."""
         return await self.upstream.fetch(
-            model, method, path, caller, content=content, params=params, headers=headers
+            model,
+            method,
+            path,
+            caller,
+            content=content,
+            params=params,
+            headers=headers,
+            read_timeout_seconds=read_timeout_seconds,
         )
 
     async def route(

@@ -217,10 +217,17 @@ async def _write(
     caller: CallerContext,
     request: Request,
     headers: dict[str, str] | None = None,
+    read_timeout_seconds: float | None = None,
 ) -> Response:
     """A write about a participant; the answer is the caller's own record."""
     written, status = await client.fetch(
-        model, method, path, caller, content=await request.body(), headers=headers
+        model,
+        method,
+        path,
+        caller,
+        content=await request.body(),
+        headers=headers,
+        read_timeout_seconds=read_timeout_seconds,
     )
     return json_response(written, status)
 
@@ -495,6 +502,11 @@ async def record_event(
     )
 
 
+# A batch of 1,000 takes well under a second, but one full of `veileder.tildelt` (each
+# an assignment) takes seconds: the caller would otherwise get a 503 while it commits.
+BATCH_TIMEOUT_SECONDS = 60.0
+
+
 @router.post("/events:batch", tags=["timeline"], response_model=EventBatchResult)
 async def record_events(
     data: EventBatch, request: Request, caller: EventWriter, client: ParticipantsDep
@@ -511,7 +523,13 @@ async def record_events(
     than 1,000 items or another shape of body is a 422 problem, and nothing is recorded.
     """
     return await _write(
-        client, EventBatchResult, "POST", "/api/v1/participants/events:batch", caller, request
+        client,
+        EventBatchResult,
+        "POST",
+        "/api/v1/participants/events:batch",
+        caller,
+        request,
+        read_timeout_seconds=BATCH_TIMEOUT_SECONDS,
     )
 
 

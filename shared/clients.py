@@ -79,14 +79,22 @@ class Upstream:
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
+        read_timeout_seconds: float | None = None,
     ) -> httpx.Response:
+        """`read_timeout_seconds` replaces the read timeout for a call known to take long
+        (a bulk write); connecting is never given longer."""
         all_headers = self.headers_for(caller)
         if content is not None:
             all_headers["Content-Type"] = "application/json"
         all_headers.update(headers or {})
+        timeout = self.http.timeout
+        if read_timeout_seconds is not None:
+            timeout = httpx.Timeout(
+                read_timeout_seconds, connect=timeout.connect, pool=timeout.pool
+            )
         response = await self.send(
             self.http.build_request(
-                method, path, content=content, headers=all_headers, params=params
+                method, path, content=content, headers=all_headers, params=params, timeout=timeout
             )
         )
         if response.status_code >= 400:
@@ -103,10 +111,17 @@ class Upstream:
         content: bytes | None = None,
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        read_timeout_seconds: float | None = None,
     ) -> tuple[M, int]:
         """The answer parsed into its model, and the status."""
         response = await self.call(
-            method, path, caller, content=content, params=params, headers=headers
+            method,
+            path,
+            caller,
+            content=content,
+            params=params,
+            headers=headers,
+            read_timeout_seconds=read_timeout_seconds,
         )
         return model.model_validate_json(response.content), response.status_code
 

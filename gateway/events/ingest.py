@@ -109,8 +109,8 @@ class StreamConsumer(EventIngest):
             )
         try:
             messages = await self._subscription.fetch(batch=OUTBOX_BATCH, timeout=1.0)
-        except nats.errors.TimeoutError:
-            return True  # fetch itself waited: ask again at once
+        except (nats.errors.TimeoutError, TimeoutError):
+            return True  # nothing came while fetch waited: ask again at once
         await _append(self.sessionmaker, [json.loads(message.data) for message in messages])
         for message in messages:
             await message.ack()

@@ -21,6 +21,7 @@ delivered at all. Registrations and guardianships are not published.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -204,9 +205,15 @@ class Projector:
         for item in visible:
             if item.decisions:
                 by_participant.setdefault(item.participant_id, []).append(item)
-        for participant_id, items in by_participant.items():
-            decisions = [d for item in items for d in item.decisions]
-            await self.personvern.record(items[0].context, participant_id, decisions)
+        # All at once: the audit writer commits them together (group commit).
+        await asyncio.gather(
+            *(
+                self.personvern.record(
+                    items[0].context, participant_id, [d for i in items for d in i.decisions]
+                )
+                for participant_id, items in by_participant.items()
+            )
+        )
 
     def _decide(
         self, record: EventRecord, context: Context, facts: EventFacts

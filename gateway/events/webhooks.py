@@ -206,14 +206,19 @@ class WebhookDispatcher:
             WrappedKey(subscription.secret_kid, subscription.secret_wrapped),
             secret_owner(subscription.id),
         )
-        outcomes = []
-        for delivery in deliveries:
-            shown = visible.get(delivery.event_seq)
-            if shown is None:
-                outcomes.append(Outcome(delivery.id, "withheld", None))
-                continue
-            outcomes.append(await self._send(subscription, delivery, shown, secret))
-        return outcomes
+        withheld = [
+            Outcome(d.id, "withheld", None) for d in deliveries if d.event_seq not in visible
+        ]
+        # Concurrently, at most `concurrency` at a time: receivers deduplicate by id and
+        # order by `sequence`, so nothing waits for the delivery before it.
+        sent = await asyncio.gather(
+            *(
+                self._send(subscription, d, visible[d.event_seq], secret)
+                for d in deliveries
+                if d.event_seq in visible
+            )
+        )
+        return [*withheld, *sent]
 
     async def _send(
         self, subscription: Subscription, delivery: WebhookDelivery, shown: Visible, secret: bytes

@@ -259,6 +259,18 @@ async def add_registration(
     return True
 
 
+async def list_attributes_of(
+    session: AsyncSession, participant_ids: Sequence[uuid.UUID], *, fields: Sequence[str]
+) -> list[Attribute]:
+    """The attributes of these fields of many participants at once."""
+    if not participant_ids:
+        return []
+    statement = select(Attribute).where(
+        Attribute.participant_id.in_(participant_ids), Attribute.field.in_(fields)
+    )
+    return list((await session.scalars(statement)).all())
+
+
 async def list_attributes(session: AsyncSession, participant_id: uuid.UUID) -> list[Attribute]:
     result = await session.scalars(_ATTRIBUTES, {"participant_id": participant_id})
     return list(result.all())
