@@ -249,19 +249,26 @@ async def _data_key(session: AsyncSession, keyring: Keyring, participant_id: uui
     return keyring.unwrap(WrappedKey(wrapped.kid, wrapped.wrapped_key), str(participant_id))
 
 
-async def view(
-    session: AsyncSession, keyring: Keyring, caller: CallerContext, participant_id: uuid.UUID
-) -> ParticipantView:
-    """The participant with, per field, the value the caller's organisation recorded, else the
-    most recent verified one, else the most recent one. Projection is the gateway's job."""
-    found = await store.get_readable_participant(
+async def _readable(
+    session: AsyncSession, caller: CallerContext, participant_id: uuid.UUID, now: datetime
+) -> store.ReadableParticipant | None:
+    """The participant's key and the caller's relationships to it (None: unknown/shredded)."""
+    return await store.get_readable_participant(
         session,
         participant_id,
         orgnr=caller.orgnr,
         staff_id=uuid.UUID(caller.staff_id) if caller.staff_id else None,
         unit_id=uuid.UUID(caller.unit_id) if caller.unit_id else None,
-        now=now_utc(),
+        now=now,
     )
+
+
+async def view(
+    session: AsyncSession, keyring: Keyring, caller: CallerContext, participant_id: uuid.UUID
+) -> ParticipantView:
+    """The participant with, per field, the value the caller's organisation recorded, else the
+    most recent verified one, else the most recent one. Projection is the gateway's job."""
+    found = await _readable(session, caller, participant_id, now_utc())
     if found is None:
         raise ParticipantNotFound()
     data_key = open_data_key(keyring, participant_id, found)
@@ -326,14 +333,7 @@ async def event_facts(
     now = now_utc()
     found: dict[uuid.UUID, store.ReadableParticipant] = {}
     for participant_id in dict.fromkeys(query.participant_ids):
-        readable = await store.get_readable_participant(
-            session,
-            participant_id,
-            orgnr=caller.orgnr,
-            staff_id=uuid.UUID(caller.staff_id) if caller.staff_id else None,
-            unit_id=uuid.UUID(caller.unit_id) if caller.unit_id else None,
-            now=now,
-        )
+        readable = await _readable(session, caller, participant_id, now)
         if readable is not None:  # unknown or shredded: its events go to no one
             found[participant_id] = readable
     # Only the fields the decision reads, for every participant in one query.
