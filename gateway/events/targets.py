@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpcore
+import aiohttp
 import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
+from httpx_aiohttp import AiohttpTransport
 
 from shared.problems import ValidationProblem
 
@@ -81,39 +83,63 @@ def _literal_address(host: str) -> IPAddress | None:
         return None
 
 
-class CheckedNetwork(httpcore.AsyncNetworkBackend):
-    """Resolves the name itself, refuses if any address it resolves to is not allowed,
-    and connects to the checked address (TLS still verifies the name)."""
+class AddressNotAllowed(OSError):
+    pass
+
+
+class CheckedResolver(AbstractResolver):
+    """Resolves a target's name itself and refuses it if any address it resolves to is not
+    allowed; the connection then goes to a checked address (TLS still verifies the name)."""
 
     def __init__(self, rules: TargetRules) -> None:
         self.rules = rules
-        self._inner = httpcore.AnyIOBackend()
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         addresses = await _resolve(host, port)
         if not addresses or not all(self.rules.allows_address(a) for a in addresses):
-            raise httpcore.ConnectError("the target's address is not allowed")
-        return await self._inner.connect_tcp(
-            str(addresses[0]), port, timeout, local_address, socket_options
-        )
+            raise AddressNotAllowed("the target's address is not allowed")
+        return [
+            ResolveResult(
+                hostname=host,
+                host=str(address),
+                port=port,
+                family=socket.AF_INET6 if address.version == 6 else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for address in addresses
+        ]
 
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-        socket_options: Any = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("unix sockets are not webhook targets")
+    async def close(self) -> None:
+        return None
 
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+
+class CheckedTransport(httpx.AsyncBaseTransport):
+    """aiohttp asks no resolver about an address literal: those are checked here."""
+
+    def __init__(self, rules: TargetRules, inner: httpx.AsyncBaseTransport) -> None:
+        self.rules = rules
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        literal = _literal_address(request.url.host)
+        if literal is not None and not self.rules.allows_address(literal):
+            raise httpx.ConnectError("the target's address is not allowed", request=request)
+        try:
+            return await self.inner.handle_async_request(request)
+        except httpx.TransportError as error:
+            # Said plainly, not as the DNS failure or timeout aiohttp makes of it.
+            cause: BaseException | None = error
+            while cause is not None:
+                if isinstance(cause, AddressNotAllowed):
+                    raise httpx.ConnectError(str(cause), request=request) from None
+                cause = cause.__cause__ or cause.__context__
+            raise
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 async def _resolve(host: str, port: int) -> Sequence[IPAddress]:
@@ -128,17 +154,23 @@ async def _resolve(host: str, port: int) -> Sequence[IPAddress]:
 
 
 def webhook_client(rules: TargetRules, *, timeout_seconds: float) -> httpx.AsyncClient:
-    """The client webhooks are sent with: checked addresses, no redirects, no proxies from
-    the environment, a timeout on everything."""
-    transport = httpx.AsyncHTTPTransport(trust_env=False)
-    # httpx takes no network backend; its pool is replaced by one with the checked network.
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(),
-        max_connections=100,
-        max_keepalive_connections=20,
-        keepalive_expiry=5.0,
-        network_backend=CheckedNetwork(rules),
-    )
+    """The client webhooks are sent with: checked addresses on every connection (no DNS
+    cache), no redirects, no proxies from the environment, a timeout on everything. aiohttp
+    underneath, as for the gateway's upstreams (httpcore's pool costs more CPU than the
+    request, PERFORMANCE.md)."""
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5)
+
+    def session() -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            resolver=CheckedResolver(rules),
+            use_dns_cache=False,
+            limit=limits.max_connections or 100,
+            keepalive_timeout=5,
+            ssl=httpx.create_ssl_context(),
+        )
+        return aiohttp.ClientSession(connector=connector, trust_env=False)
+
+    transport = CheckedTransport(rules, AiohttpTransport(client=session, limits=limits))
     return httpx.AsyncClient(
         transport=transport,
         follow_redirects=False,

@@ -209,6 +209,18 @@ class WebhookDispatcher:
         withheld = [
             Outcome(d.id, "withheld", None) for d in deliveries if d.event_seq not in visible
         ]
+        try:
+            # Logged before anything leaves, all in one group commit.
+            await self.projector.record_audit(list(visible.values()))
+        except Exception as error:
+            return [
+                *withheld,
+                *(
+                    Outcome(d.id, "failed", _result_of(error))
+                    for d in deliveries
+                    if d.event_seq in visible
+                ),
+            ]
         # Concurrently, at most `concurrency` at a time: receivers deduplicate by id and
         # order by `sequence`, so nothing waits for the delivery before it.
         sent = await asyncio.gather(
@@ -225,7 +237,6 @@ class WebhookDispatcher:
     ) -> Outcome:
         async with self._slots:
             try:
-                await self.projector.record_audit([shown])
                 body = json.dumps(shown.envelope, separators=(",", ":"), ensure_ascii=False)
                 headers = signed_headers(secret, shown.record.event_id, body, datetime.now(UTC))
                 response = await self.client.post(
@@ -244,18 +255,35 @@ class WebhookDispatcher:
     ) -> None:
         now = datetime.now(UTC)
         by_id = {d.id: d for d in deliveries}
+        # Delivered and withheld ones finish together, per result; the rest one by one,
+        # after them (a 410 cancels what is still pending of its subscription).
+        finished: dict[tuple[str, str | None], list[int]] = defaultdict(list)
+        for outcome in outcomes:
+            if outcome.status in ("delivered", "withheld"):
+                finished[(outcome.status, outcome.result)].append(outcome.delivery_id)
         async with self.sessionmaker() as session:
-            for outcome in outcomes:
-                delivery = by_id[outcome.delivery_id]
-                attempts = delivery.attempts + (outcome.status != "withheld")
+            for (status, result), ids in finished.items():
+                attempted = status == "delivered"
                 values: dict[str, object] = {
+                    "status": status,
+                    "finished_at": now,
+                    "last_result": result,
+                    "attempts": WebhookDelivery.attempts + int(attempted),
+                }
+                if attempted:
+                    values["last_attempt_at"] = now
+                await _update_pending(session, ids, values)
+            for outcome in outcomes:
+                if outcome.status in ("delivered", "withheld"):
+                    continue
+                delivery = by_id[outcome.delivery_id]
+                attempts = delivery.attempts + 1
+                values = {
                     "attempts": attempts,
                     "last_attempt_at": now,
                     "last_result": outcome.result,
                 }
-                if outcome.status in ("delivered", "withheld"):
-                    values |= {"status": outcome.status, "finished_at": now}
-                elif outcome.status == "gone":
+                if outcome.status == "gone":
                     values |= {"status": "cancelled", "finished_at": now}
                 else:
                     retry_at = self.retry.next_attempt(attempts, delivery.created_at, now)
@@ -263,11 +291,7 @@ class WebhookDispatcher:
                         values |= {"status": "dead", "finished_at": now}
                     else:
                         values |= {"next_attempt_at": retry_at}
-                await session.execute(
-                    update(WebhookDelivery)
-                    .where(WebhookDelivery.id == delivery.id, WebhookDelivery.status == "pending")
-                    .values(**values)
-                )
+                await _update_pending(session, [delivery.id], values)
                 if outcome.status == "gone":
                     await store.set_status(
                         session,
@@ -279,10 +303,23 @@ class WebhookDispatcher:
             await session.commit()
 
 
+async def _update_pending(
+    session: AsyncSession, ids: Sequence[int], values: dict[str, object]
+) -> None:
+    """Only a delivery still pending changes (a deleted subscription cancelled the rest)."""
+    await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id.in_(ids), WebhookDelivery.status == "pending")
+        .values(**values)
+    )
+
+
 def _result_of(error: Exception) -> str:
     """What went wrong, without a message (it could hold a URL or data)."""
+    if isinstance(error, httpx.ConnectError) and "not allowed" in str(error):
+        return "address not allowed"
+    if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout):
+        return "could not connect"
     if isinstance(error, httpx.TimeoutException):
         return "timeout"
-    if isinstance(error, httpx.ConnectError):
-        return "connection refused or address not allowed"
     return type(error).__name__

@@ -490,10 +490,13 @@ async def test_every_connection_checks_the_address_the_name_resolves_to(
                 await client.post(f"http://broen-receiver.example:{receiver.port}/hooks")
         allowed = webhook_client(TargetRules(dev=True), timeout_seconds=2)
         async with allowed:
+            delivered = await allowed.post(f"http://127.0.0.1:{receiver.port}/hooks")
+            receiver.status = 307  # a redirect is an answer, never followed
             redirected = await allowed.post(f"http://127.0.0.1:{receiver.port}/hooks")
     finally:
         await receiver.stop()
-    assert redirected.status_code == 200 and len(receiver.received) == 1
+    assert delivered.status_code == 200 and len(receiver.received) == 1
+    assert redirected.status_code == 307
 
 
 async def test_an_ingest_killed_before_confirming_loses_nothing_and_stores_each_event_once(
