@@ -1,7 +1,9 @@
-"""A background task that repeats one step: at once again while the step says there is more
-to do, otherwise after an interval. A failing step is logged by its error type only (no
-message: it may hold data) and tried again after the interval. Closing waits for the step
-under way, so a graceful stop never leaves one half done."""
+"""A background task that repeats one step: at once again while the step says more is
+waiting, after the interval when it did some work, and after an interval that doubles
+while the steps find nothing to do, up to `IDLE_CAP` intervals (a quiet system is asked
+less often; the first work found brings the interval back). A failing step is logged by
+its error type only (no message: it may hold data) and tried again after the interval.
+Closing waits for the step under way, so a graceful stop never leaves one half done."""
 
 from __future__ import annotations
 
@@ -9,13 +11,29 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from enum import Enum
 
 log = logging.getLogger("broen.background")
+
+IDLE_CAP = 5
+
+
+class Progress(Enum):
+    MORE = "more"  # more is waiting: step again at once
+    SOME = "some"  # did some work: step again after the interval
+    NONE = "none"  # nothing to do: wait longer each time
+
+
+def progress(done: int, batch: int) -> Progress:
+    """What a step that handled `done` items of at most `batch` says."""
+    if done >= batch:
+        return Progress.MORE
+    return Progress.SOME if done else Progress.NONE
 
 
 class Repeating:
     def __init__(
-        self, name: str, step: Callable[[], Awaitable[bool]], *, interval_seconds: float
+        self, name: str, step: Callable[[], Awaitable[Progress]], *, interval_seconds: float
     ) -> None:
         self.name = name
         self._step = step
@@ -27,15 +45,22 @@ class Repeating:
         self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def _run(self) -> None:
+        wait = self._interval
         while not self._stop.is_set():
             try:
-                more = await self._step()
+                done = await self._step()
             except Exception as error:
                 log.warning("%s failed", self.name, extra={"error_type": type(error).__name__})
-                more = False
-            if not more:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), timeout=self._interval)
+                done = Progress.SOME
+            if done is Progress.MORE:
+                wait = self._interval
+                continue
+            if done is Progress.SOME:
+                wait = self._interval
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=wait)
+            if done is Progress.NONE:
+                wait = min(wait * 2, self._interval * IDLE_CAP)
 
     async def aclose(self) -> None:
         self._stop.set()

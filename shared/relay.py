@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.background import Repeating
+from shared.background import Progress, Repeating, progress
 from shared.jetstream import JetStream
 from shared.outbox import OUTBOX_BATCH, OutboxMixin, mark_published, pending
 
@@ -36,8 +36,8 @@ class OutboxRelay:
             await session.commit()
         return len(envelopes)
 
-    async def _step(self) -> bool:
-        return await self.relay_once() == OUTBOX_BATCH
+    async def _step(self) -> Progress:
+        return progress(await self.relay_once(), OUTBOX_BATCH)
 
     def start(self) -> None:
         self._loop.start()

@@ -11,7 +11,7 @@ stored once: the log is unique by event id."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.clients import GATEWAY_ITSELF
 from gateway.events import store
-from shared.background import Repeating
+from shared.background import Progress, Repeating, progress
 from shared.clients import Upstream
 from shared.jetstream import JetStream, subject_prefix
 from shared.outbox import OUTBOX_BATCH, PendingEvents, PublishedEvents
@@ -32,7 +32,9 @@ DURABLE = "broen-gateway"
 class EventIngest:
     """The one background task that feeds the log; `start` and `aclose` in the lifespan."""
 
-    def __init__(self, name: str, step: Any, interval_seconds: float) -> None:
+    def __init__(
+        self, name: str, step: Callable[[], Awaitable[Progress]], interval_seconds: float
+    ) -> None:
         self._loop = Repeating(name, step, interval_seconds=interval_seconds)
 
     def start(self) -> None:
@@ -58,13 +60,16 @@ class OutboxPuller(EventIngest):
         *,
         interval_seconds: float,
     ) -> None:
-        super().__init__("event ingest (outboxes)", self.pull_once, interval_seconds)
+        super().__init__("event ingest (outboxes)", self._step, interval_seconds)
         self.sessionmaker = sessionmaker
         self.sources = sources
 
-    async def pull_once(self) -> bool:
-        """One batch from each service; True when a service had a full batch (more wait)."""
-        more = False
+    async def _step(self) -> Progress:
+        return progress(await self.pull_once(), OUTBOX_BATCH)
+
+    async def pull_once(self) -> int:
+        """One batch from each service; the number of events taken."""
+        taken = 0
         for source in self.sources:
             answer, _ = await source.fetch(
                 PendingEvents,
@@ -76,15 +81,15 @@ class OutboxPuller(EventIngest):
             if not answer.items:
                 continue
             await _append(self.sessionmaker, answer.items)
-            taken = PublishedEvents(ids=[envelope["id"] for envelope in answer.items])
+            confirmed = PublishedEvents(ids=[envelope["id"] for envelope in answer.items])
             await source.call(
                 "POST",
                 "/internal/v1/outbox/published",
                 GATEWAY_ITSELF,
-                content=taken.model_dump_json().encode(),
+                content=confirmed.model_dump_json().encode(),
             )
-            more = more or len(answer.items) == OUTBOX_BATCH
-        return more
+            taken += len(answer.items)
+        return taken
 
 
 class StreamConsumer(EventIngest):
@@ -100,7 +105,7 @@ class StreamConsumer(EventIngest):
         self.jetstream = jetstream
         self._subscription: JetStreamContext.PullSubscription | None = None
 
-    async def consume_once(self) -> bool:
+    async def consume_once(self) -> Progress:
         if self._subscription is None:
             self._subscription = await self.jetstream.js.pull_subscribe(
                 f"{subject_prefix(self.jetstream.stream)}.>",
@@ -110,8 +115,8 @@ class StreamConsumer(EventIngest):
         try:
             messages = await self._subscription.fetch(batch=OUTBOX_BATCH, timeout=1.0)
         except (nats.errors.TimeoutError, TimeoutError):
-            return True  # nothing came while fetch waited: ask again at once
+            return Progress.MORE  # nothing came while fetch waited: ask again at once
         await _append(self.sessionmaker, [json.loads(message.data) for message in messages])
         for message in messages:
             await message.ack()
-        return True
+        return Progress.MORE

@@ -32,7 +32,7 @@ from standardwebhooks import Webhook
 from gateway.events import store
 from gateway.events.projection import Projector, Reader, Visible
 from gateway.models import EventRecord, Subscription, WebhookDelivery
-from shared.background import Repeating
+from shared.background import Progress, Repeating
 from shared.crypto import Keyring, WrappedKey
 from shared.internal_auth import CallerContext
 
@@ -126,11 +126,13 @@ class WebhookDispatcher:
         await self._loop.aclose()
         await self.client.aclose()
 
-    async def step(self) -> bool:
-        """Fan out new events, then send what is due; True when more is waiting."""
+    async def step(self) -> Progress:
+        """Fan out new events, then send what is due."""
         considered = await self.fan_out()
         sent = await self.send_due()
-        return considered >= FAN_OUT_BATCH or sent >= SEND_BATCH
+        if considered >= FAN_OUT_BATCH or sent >= SEND_BATCH:
+            return Progress.MORE
+        return Progress.SOME if considered or sent else Progress.NONE
 
     async def fan_out(self) -> int:
         async with self.sessionmaker() as session:
