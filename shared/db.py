@@ -94,6 +94,18 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session for a POST that only reads (a query too large for a URL): on SQLite it
+    does not take the write lock, so it never waits for writers or holds them up."""
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    sqlite_writes.set(False)
+    async with sessionmaker() as session:
+        yield session
+
+
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
+
+
 class UtcDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC timestamps on every backend (SQLite hands back naive ones)."""
 

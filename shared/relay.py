@@ -7,6 +7,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.background import Progress, Repeating, progress
+from shared.db import sqlite_writes
 from shared.jetstream import JetStream
 from shared.outbox import OUTBOX_BATCH, OutboxMixin, mark_published, pending
 
@@ -28,12 +29,29 @@ class OutboxRelay:
     async def relay_once(self) -> int:
         """Publish one batch of pending events; the number published."""
         async with self.sessionmaker() as session:
-            envelopes = await pending(session, self.model, limit=OUTBOX_BATCH)
-            if not envelopes:
-                return 0
+            if session.get_bind().dialect.name == "postgresql":
+                # The rows stay locked while they are published: another replica's relay
+                # skips them instead of publishing them too.
+                envelopes = await pending(session, self.model, limit=OUTBOX_BATCH)
+                if envelopes:
+                    await self.jetstream.publish(envelopes)
+                    await mark_published(session, self.model, [e["id"] for e in envelopes])
+                    await session.commit()
+                return len(envelopes)
+        # SQLite (one process writes): read, publish, then mark in a short write
+        # transaction; holding the database's one write lock while NATS acknowledges
+        # would stop every request that writes meanwhile.
+        token = sqlite_writes.set(False)
+        try:
+            async with self.sessionmaker() as session:
+                envelopes = await pending(session, self.model, limit=OUTBOX_BATCH)
+        finally:
+            sqlite_writes.reset(token)
+        if envelopes:
             await self.jetstream.publish(envelopes)
-            await mark_published(session, self.model, [e["id"] for e in envelopes])
-            await session.commit()
+            async with self.sessionmaker() as session:
+                await mark_published(session, self.model, [e["id"] for e in envelopes])
+                await session.commit()
         return len(envelopes)
 
     async def _step(self) -> Progress:

@@ -52,7 +52,7 @@ from services.participant.schemas import (
     UnitRead,
 )
 from shared.app import KeyringDep, json_response
-from shared.db import SessionDep
+from shared.db import ReadSessionDep, SessionDep
 from shared.internal_auth import CallerDep, require_internal_caller
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, moment_after, next_cursor
 from shared.problems import PreconditionRequired, problem_responses
@@ -403,7 +403,7 @@ async def identify_citizen(
 
 
 @internal.post("/holders", response_model=HoldersAnswer)
-async def read_holders(data: HoldersQuery, session: SessionDep) -> Response:
+async def read_holders(data: HoldersQuery, session: ReadSessionDep) -> Response:
     """The current holder of each (participant, organisation, role) slot that has one."""
     return json_response(HoldersAnswer(holders=await routing.holders(session, data.slots)))
 
@@ -417,7 +417,7 @@ async def read_caseload(staff_id: uuid.UUID, session: SessionDep) -> Response:
 @internal.post("/event-facts", response_model=EventFacts)
 async def read_event_facts(
     data: EventFactsQuery,
-    session: SessionDep,
+    session: ReadSessionDep,
     keyring: KeyringDep,
     catalogue: CatalogueDep,
     caller: CallerDep,
