@@ -85,25 +85,23 @@ if str(ROOT) not in sys.path:  # `python bench/events.py` puts bench/ first, not
     sys.path.insert(0, str(ROOT))
 
 from joserfc import jwt  # noqa: E402
-from joserfc.jwk import OKPKey  # noqa: E402
 
 from bench.messaging import (  # noqa: E402
-    ALL_MIGRATIONS,
     CLIENT_ASSERTION,
-    COMPONENTS,
     NAV,
     PURPOSE,
     TOKEN_REFRESH_S,
     Org,
     _aware,
-    _directory,
     _env_float,
     _env_int,
     bounded,
     busy_pct,
     cpu_per,
     expect,
+    four_components,
     national_ids,
+    new_org,
     pct,
 )
 from bench.run import (  # noqa: E402
@@ -115,16 +113,12 @@ from bench.run import (  # noqa: E402
     Interrupted,
     Processes,
     _on_sigterm,
-    _postgres_admin,
     _postgres_answers,
-    broen_env,
     free_port,
     log,
     snapshot,
 )
 from services.participant.schemas import StaffRead  # noqa: E402
-from shared.keys import init_keys_dir  # noqa: E402
-from shared.migrations import upgrade  # noqa: E402
 
 SCOPES = ("participants:read", "participants:write", "events:write", "subscriptions")
 RECORDED = "no.broen.timeline.event_recorded"
@@ -255,23 +249,6 @@ class Stack:
         return pids
 
 
-def _register_nav(database_url: str, keys_dir: Path, issuer: str, org: Org) -> None:
-    from gateway.oauth import register_client
-    from gateway.settings import GatewaySettings
-
-    settings = GatewaySettings(database_url=database_url, keys_dir=keys_dir, issuer=issuer)
-    asyncio.run(
-        register_client(
-            settings,
-            client_id=org.client_id,
-            orgnr=org.orgnr,
-            agency_type=org.agency_type,
-            scopes=list(SCOPES),
-            jwks={"keys": [org.key.as_dict(private=False)]},
-        )
-    )
-
-
 async def _delete_stream(url: str, stream: str) -> None:
     import nats
     from nats.js.errors import NotFoundError
@@ -288,86 +265,35 @@ async def _delete_stream(url: str, stream: str) -> None:
 def events_stack(
     config: Config, backend: str, transport: str, procs: Processes, workdir: Path
 ) -> Iterator[Stack]:
-    """Databases, keys, the four processes, NAV with its client and veileder."""
-    keys_dir = workdir / "keys"
-    init_keys_dir(keys_dir)
-    created: list[str] = []
+    """Databases, keys, the four processes, NAV with its client and veileder; on the NATS
+    transport a stream of this run's own, deleted afterwards."""
     stream = f"BENCH_{secrets.token_hex(6).upper()}" if transport == "nats" else None
+    env = {
+        "BROEN_GATEWAY_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
+        "BROEN_GATEWAY_WEBHOOK_RETRY_BASE_SECONDS": "1",
+    }
+    if stream is not None:
+        env |= {"BROEN_NATS_URL": config.nats_url, "BROEN_NATS_STREAM": stream}
+    nav = new_org(NAV, "nav", "bench-nav", "nav-1")
     try:
-        urls: dict[str, str] = {}
-        for component in COMPONENTS:
-            if backend == "sqlite":
-                urls[component] = f"sqlite+aiosqlite:///{workdir / f'{component}.db'}"
-            else:
-                name = f"bench_ev_{component}_{secrets.token_hex(4)}"
-                asyncio.run(_postgres_admin(f'CREATE DATABASE "{name}"'))
-                created.append(name)
-                urls[component] = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-            upgrade(ALL_MIGRATIONS[component], urls[component])
-        veileder, _teacher = asyncio.run(_directory(urls["participant"]))
-        ports = {component: free_port() for component in COMPONENTS}
-        base = {component: f"http://{LOOPBACK}:{port}" for component, port in ports.items()}
-        issuer = base["gateway"]
-        nav = Org(
-            NAV, "nav", "bench-nav", OKPKey.generate_key("Ed25519", parameters={"kid": "nav-1"})
-        )
-        _register_nav(urls["gateway"], keys_dir, issuer, nav)
-
-        broen = str(ROOT / ".venv" / "bin" / "broen")
-        if not Path(broen).exists():
-            broen = str(Path(sys.executable).parent / "broen")
-        common: dict[str, str] = {"BROEN_KEYS_DIR": str(keys_dir)}
-        if stream is not None:
-            common |= {"BROEN_NATS_URL": config.nats_url, "BROEN_NATS_STREAM": stream}
-        extra: dict[str, dict[str, str]] = {
-            "messaging": {"BROEN_MESSAGING_PARTICIPANT_URL": base["participant"]},
-            "gateway": {
-                "BROEN_GATEWAY_PARTICIPANT_URL": base["participant"],
-                "BROEN_GATEWAY_CONSENT_URL": base["consent"],
-                "BROEN_GATEWAY_MESSAGING_URL": base["messaging"],
-                "BROEN_GATEWAY_ISSUER": issuer,
-                "BROEN_GATEWAY_AUDIT_HEAD_FILE": str(workdir / "audit-head.json"),
-                "BROEN_GATEWAY_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
-                "BROEN_GATEWAY_WEBHOOK_RETRY_BASE_SECONDS": "1",
-            },
-        }
-        pids: dict[str, int] = {}
-        for component in COMPONENTS:
-            prefix = f"BROEN_{component.upper()}_"
-            env = broen_env(
-                {
-                    **common,
-                    prefix + "DATABASE_URL": urls[component],
-                    prefix + "PORT": str(ports[component]),
-                    prefix + "LOG_LEVEL": "WARNING",
-                    **extra.get(component, {}),
-                }
+        with four_components(
+            backend, procs, workdir, orgs=(nav,), scopes=SCOPES, env=env
+        ) as running:
+            yield Stack(
+                running.base["gateway"],
+                running.issuer,
+                nav,
+                running.veileder,
+                running.pids,
+                stream,
+                nats_server_pid() if stream is not None else None,
             )
-            server = procs.start(
-                component, [broen, "serve", component], env, ports[component], workdir
-            )
-            pids[component] = server.pid
-        yield Stack(
-            base["gateway"],
-            issuer,
-            nav,
-            veileder,
-            pids,
-            stream,
-            nats_server_pid() if stream is not None else None,
-        )
     finally:
-        procs.stop_all()
         if stream is not None:
             try:
                 asyncio.run(_delete_stream(config.nats_url, stream))
             except Exception as exc:
                 log(f"could not delete the NATS stream {stream}: {type(exc).__name__} {exc}")
-        for name in created:
-            try:
-                asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            except Exception as exc:
-                log(f"could not drop database {name}: {exc}")
 
 
 # --- NAV's system token -----------------------------------------------------------------------

@@ -49,7 +49,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -341,7 +341,9 @@ async def _directory(database_url: str) -> tuple[StaffRead, StaffRead]:
         await engine.dispose()
 
 
-def _register_client(database_url: str, keys_dir: Path, issuer: str, org: Org) -> None:
+def _register_client(
+    database_url: str, keys_dir: Path, issuer: str, org: Org, scopes: Sequence[str]
+) -> None:
     from gateway.oauth import register_client
     from gateway.settings import GatewaySettings
 
@@ -352,15 +354,46 @@ def _register_client(database_url: str, keys_dir: Path, issuer: str, org: Org) -
             client_id=org.client_id,
             orgnr=org.orgnr,
             agency_type=org.agency_type,
-            scopes=list(SCOPES),
+            scopes=list(scopes),
             jwks={"keys": [org.key.as_dict(private=False)]},
         )
     )
 
 
+def new_org(orgnr: str, agency_type: str, client_id: str, kid: str) -> Org:
+    return Org(
+        orgnr, agency_type, client_id, OKPKey.generate_key("Ed25519", parameters={"kid": kid})
+    )
+
+
+@dataclass
+class Components:
+    """The four components running, with what the benchmarks need of their set-up."""
+
+    base: dict[str, str]  # each component's http://host:port
+    keys_dir: Path
+    veileder: StaffRead
+    teacher: StaffRead
+    pids: dict[str, int]
+
+    @property
+    def issuer(self) -> str:
+        return self.base["gateway"]
+
+
 @contextmanager
-def messaging_stack(backend: str, procs: Processes, workdir: Path) -> Iterator[Stack]:
-    """Databases, keys, the four processes, both organisations, their clients and staff."""
+def four_components(
+    backend: str,
+    procs: Processes,
+    workdir: Path,
+    *,
+    orgs: Sequence[Org],
+    scopes: Sequence[str],
+    env: dict[str, str] | None = None,
+) -> Iterator[Components]:
+    """Databases (SQLite files, or PostgreSQL databases dropped afterwards), keys, the
+    directory's veileder and teacher, a client per organisation, and the four processes
+    (`env` goes to all four)."""
     keys_dir = workdir / "keys"
     init_keys_dir(keys_dir)
     created: list[str] = []
@@ -370,7 +403,7 @@ def messaging_stack(backend: str, procs: Processes, workdir: Path) -> Iterator[S
             if backend == "sqlite":
                 urls[component] = f"sqlite+aiosqlite:///{workdir / f'{component}.db'}"
             else:
-                name = f"bench_msg_{component}_{secrets.token_hex(4)}"
+                name = f"bench_{component}_{secrets.token_hex(4)}"
                 asyncio.run(_postgres_admin(f'CREATE DATABASE "{name}"'))
                 created.append(name)
                 urls[component] = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
@@ -378,18 +411,8 @@ def messaging_stack(backend: str, procs: Processes, workdir: Path) -> Iterator[S
         veileder, teacher = asyncio.run(_directory(urls["participant"]))
         ports = {component: free_port() for component in COMPONENTS}
         base = {component: f"http://{LOOPBACK}:{port}" for component, port in ports.items()}
-        issuer = base["gateway"]
-        nav = Org(
-            NAV, "nav", "bench-nav", OKPKey.generate_key("Ed25519", parameters={"kid": "nav-1"})
-        )
-        skole = Org(
-            SKOLE,
-            "skole",
-            "bench-skole",
-            OKPKey.generate_key("Ed25519", parameters={"kid": "vgs-1"}),
-        )
-        for org in (nav, skole):
-            _register_client(urls["gateway"], keys_dir, issuer, org)
+        for org in orgs:
+            _register_client(urls["gateway"], keys_dir, base["gateway"], org, scopes)
 
         broen = str(ROOT / ".venv" / "bin" / "broen")
         if not Path(broen).exists():
@@ -400,16 +423,17 @@ def messaging_stack(backend: str, procs: Processes, workdir: Path) -> Iterator[S
                 "BROEN_GATEWAY_PARTICIPANT_URL": base["participant"],
                 "BROEN_GATEWAY_CONSENT_URL": base["consent"],
                 "BROEN_GATEWAY_MESSAGING_URL": base["messaging"],
-                "BROEN_GATEWAY_ISSUER": issuer,
+                "BROEN_GATEWAY_ISSUER": base["gateway"],
                 "BROEN_GATEWAY_AUDIT_HEAD_FILE": str(workdir / "audit-head.json"),
             },
         }
         pids: dict[str, int] = {}
         for component in COMPONENTS:
             prefix = f"BROEN_{component.upper()}_"
-            env = broen_env(
+            component_env = broen_env(
                 {
                     "BROEN_KEYS_DIR": str(keys_dir),
+                    **(env or {}),
                     prefix + "DATABASE_URL": urls[component],
                     prefix + "PORT": str(ports[component]),
                     prefix + "LOG_LEVEL": "WARNING",
@@ -417,20 +441,10 @@ def messaging_stack(backend: str, procs: Processes, workdir: Path) -> Iterator[S
                 }
             )
             server = procs.start(
-                component, [broen, "serve", component], env, ports[component], workdir
+                component, [broen, "serve", component], component_env, ports[component], workdir
             )
             pids[component] = server.pid
-        yield Stack(
-            base["gateway"],
-            base["messaging"],
-            issuer,
-            keys_dir,
-            nav,
-            skole,
-            veileder,
-            teacher,
-            pids,
-        )
+        yield Components(base, keys_dir, veileder, teacher, pids)
     finally:
         procs.stop_all()
         for name in created:
@@ -438,6 +452,25 @@ def messaging_stack(backend: str, procs: Processes, workdir: Path) -> Iterator[S
                 asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             except Exception as exc:
                 log(f"could not drop database {name}: {exc}")
+
+
+@contextmanager
+def messaging_stack(backend: str, procs: Processes, workdir: Path) -> Iterator[Stack]:
+    """Databases, keys, the four processes, both organisations, their clients and staff."""
+    nav = new_org(NAV, "nav", "bench-nav", "nav-1")
+    skole = new_org(SKOLE, "skole", "bench-skole", "vgs-1")
+    with four_components(backend, procs, workdir, orgs=(nav, skole), scopes=SCOPES) as running:
+        yield Stack(
+            running.base["gateway"],
+            running.base["messaging"],
+            running.issuer,
+            running.keys_dir,
+            nav,
+            skole,
+            running.veileder,
+            running.teacher,
+            running.pids,
+        )
 
 
 # --- tokens -----------------------------------------------------------------------------------

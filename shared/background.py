@@ -1,9 +1,10 @@
 """A background task that repeats one step: at once again while the step says more is
-waiting, after the interval when it did some work, and after an interval that doubles
-while the steps find nothing to do, up to `IDLE_CAP` intervals (a quiet system is asked
-less often; the first work found brings the interval back). A failing step is logged by
-its error type only (no message: it may hold data) and tried again after the interval.
-Closing waits for the step under way, so a graceful stop never leaves one half done."""
+waiting, otherwise after the interval; once the steps have found nothing to do for
+`QUIET_SECONDS`, the interval doubles, up to `IDLE_CAP` intervals (a quiet system is asked
+less often; the first work found brings the interval back, and steady traffic, however
+slow, keeps it). A failing step is logged by its error type only (no message: it may hold
+data) and tried again after the interval. Closing waits for the step under way, so a
+graceful stop never leaves one half done."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from enum import Enum
 log = logging.getLogger("broen.background")
 
 IDLE_CAP = 5
+QUIET_SECONDS = 2.0
 
 
 class Progress(Enum):
@@ -45,22 +47,23 @@ class Repeating:
         self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         wait = self._interval
+        last_work = loop.time()
         while not self._stop.is_set():
             try:
                 done = await self._step()
             except Exception as error:
                 log.warning("%s failed", self.name, extra={"error_type": type(error).__name__})
                 done = Progress.SOME
-            if done is Progress.MORE:
-                wait = self._interval
-                continue
-            if done is Progress.SOME:
-                wait = self._interval
+            if done is not Progress.NONE:
+                wait, last_work = self._interval, loop.time()
+                if done is Progress.MORE:
+                    continue
+            elif loop.time() - last_work > QUIET_SECONDS:
+                wait = min(wait * 2, self._interval * IDLE_CAP)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=wait)
-            if done is Progress.NONE:
-                wait = min(wait * 2, self._interval * IDLE_CAP)
 
     async def aclose(self) -> None:
         self._stop.set()
