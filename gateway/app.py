@@ -26,6 +26,7 @@ from gateway.oauth import router as oauth_router
 from gateway.participants import router as participants_router
 from gateway.personvern import Personvern
 from gateway.policy import ConsentSource, load_policy
+from gateway.ratelimit import RateLimits
 from gateway.settings import GatewaySettings
 from shared.app import install_common
 from shared.clients import Upstream
@@ -56,6 +57,7 @@ def create_app(
     policy = load_policy(settings.policy_path)
     audit_keys = AuditKeys.load(settings.keys_dir)
     keyring = Keyring.load(settings.keys_dir, COMPONENT)
+    rate_limits = RateLimits(settings.rate_limit, settings.redis_url)
     webhook_rules = TargetRules(tuple(settings.webhook_allowed_networks), dev=settings.is_dev)
 
     @asynccontextmanager
@@ -94,6 +96,7 @@ def create_app(
             policy, consents or app.state.consent_client, audit_writer
         )
         app.state.keyring = keyring
+        app.state.rate_limits = rate_limits
         app.state.webhook_rules = webhook_rules
         app.state.projector = Projector(app.state.personvern, app.state.participant_client)
         await audit_writer.start()
@@ -147,6 +150,7 @@ def create_app(
             # Queued entries are written, then the last head signed and exported.
             await audit_writer.aclose()
             await head_signer.aclose()
+            rate_limits.close()
             await app.state.engine.dispose()
 
     app = FastAPI(

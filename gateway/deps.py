@@ -43,6 +43,7 @@ async def authenticated_caller(request: Request) -> CallerContext:
     if caller.kind == "citizen" and not request.url.path.startswith(CITIZEN_PREFIX):
         raise CitizenRouteOnly()
     request.state.caller = caller
+    await request.app.state.rate_limits.check(caller)
     return caller
 
 

@@ -56,3 +56,7 @@ class GatewaySettings(ComponentSettings):
     webhook_retry_max_seconds: float = Field(3600.0, gt=0)
     webhook_retry_window_seconds: float = Field(24 * 3600.0, gt=0)
     webhook_concurrency: int = Field(16, ge=1, le=256)
+    # Requests per client (organisation and client id; a citizen per person), in the
+    # notation of the `limits` library; counted in Redis when BROEN_REDIS_URL is set.
+    rate_limit: str = "6000/minute"
+    redis_url: str | None = Field(None, validation_alias="BROEN_REDIS_URL")

@@ -1,7 +1,8 @@
 """Test databases: every database test runs on SQLite, and again on PostgreSQL when
 one is reachable (`BROEN_TEST_POSTGRES_URL`, or a server on 127.0.0.1:5432).
 With CI=true PostgreSQL is required: an unreachable server fails the run. The same holds
-for NATS (`nats_url`), which the event tests use."""
+for NATS (`nats_url`), which the event tests use, and Redis (`redis_url`), which the rate
+limits are counted in."""
 
 from __future__ import annotations
 
@@ -175,3 +176,22 @@ def nats_url() -> str:
         if os.environ.get("CI") == "true":
             pytest.fail("CI=true requires NATS with JetStream on 127.0.0.1:4222")
         pytest.skip("no NATS server reachable (set BROEN_TEST_NATS_URL or start one)")
+
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """A real Redis (`BROEN_TEST_REDIS_URL`, or one on 127.0.0.1:6379); with CI=true an
+    unreachable one fails the run, otherwise its tests are skipped."""
+    explicit = os.environ.get("BROEN_TEST_REDIS_URL")
+    if explicit:
+        return explicit
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+            return DEFAULT_REDIS_URL
+    except OSError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true requires Redis on 127.0.0.1:6379")
+        pytest.skip("no Redis reachable (set BROEN_TEST_REDIS_URL or start one)")

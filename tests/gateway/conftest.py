@@ -20,6 +20,7 @@ from jwt.algorithms import OKPAlgorithm
 from gateway.deps import CallerDep, require_scope
 from gateway.oauth import AuthRuntime, register_client
 from gateway.oauth import router as oauth_router
+from gateway.ratelimit import RateLimits
 from gateway.settings import GatewaySettings
 from shared.db import make_engine, make_sessionmaker
 from shared.internal_auth import CallerContext
@@ -70,6 +71,7 @@ async def gateway_app(gateway_settings: GatewaySettings) -> AsyncIterator[FastAP
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.auth = AuthRuntime.load(gateway_settings)
+    app.state.rate_limits = RateLimits(gateway_settings.rate_limit, None)
     yield app
     await engine.dispose()
 

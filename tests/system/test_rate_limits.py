@@ -1,0 +1,55 @@
+"""Rate limits per client: over the limit a 429 problem with Retry-After, other clients
+unaffected, and the client served again when the window has passed; counted in memory
+and in a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from tests.system.conftest import Stack
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=["memory", "redis"])
+def counter(request: pytest.FixtureRequest) -> str | None:
+    return request.getfixturevalue("redis_url") if request.param == "redis" else None
+
+
+@pytest.fixture
+def gateway_overrides(counter: str | None) -> dict[str, Any]:
+    return {"rate_limit": "3/second", "redis_url": counter}
+
+
+async def test_a_client_over_its_limit_gets_a_429_with_retry_after_until_the_window_passes(
+    stack: Stack,
+) -> None:
+    skole = await stack.add_organisation("310123455", "skole")
+    nav = await stack.add_organisation("889640782", "nav")
+    school, navs = await stack.as_org(skole), await stack.as_org(nav)
+    # A fresh one-second window, so counts of earlier tests (same Redis) are gone.
+    await asyncio.sleep(1.02 - time.time() % 1)
+
+    answers = [await stack.http.get("/api/v1/organisations", headers=school) for _ in range(4)]
+    other = await stack.http.get("/api/v1/organisations", headers=navs)
+    await asyncio.sleep(float(answers[-1].headers["Retry-After"]))
+    again = await stack.http.get("/api/v1/organisations", headers=school)
+
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    refused = answers[-1]
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["type"].endswith("/rate-limited")
+    assert refused.json()["retry_after"] == int(refused.headers["Retry-After"]) == 1
+    assert other.status_code == 200  # per client, not per address
+    assert again.status_code == 200
+
+
+async def test_an_unreadable_limit_stops_the_gateway_at_start(stack: Stack) -> None:
+    from gateway.app import create_app
+
+    with pytest.raises(ValueError):
+        create_app(stack.gateway_settings.model_copy(update={"rate_limit": "lots"}))
