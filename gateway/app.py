@@ -28,7 +28,7 @@ from gateway.personvern import Personvern
 from gateway.policy import ConsentSource, load_policy
 from gateway.ratelimit import RateLimits
 from gateway.settings import GatewaySettings
-from shared.app import install_common
+from shared.app import BodySizeLimit, install_common
 from shared.clients import Upstream
 from shared.crypto import Keyring
 from shared.db import make_engine, make_sessionmaker
@@ -161,6 +161,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_common(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(oauth_router)
     app.include_router(participants_router)
     app.include_router(audit_router)

@@ -60,3 +60,6 @@ class GatewaySettings(ComponentSettings):
     # notation of the `limits` library; counted in Redis when BROEN_REDIS_URL is set.
     rate_limit: str = "6000/minute"
     redis_url: str | None = Field(None, validation_alias="BROEN_REDIS_URL")
+    # The largest request body the gateway reads; a larger one is refused with a 413 problem
+    # before it is read whole (a batch of 1,000 timeline events is well under 1 MiB).
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)

@@ -22,7 +22,12 @@ from shared.internal_auth import InternalTokenVerifier
 from shared.jetstream import JetStream
 from shared.keys import load_internal_key_set
 from shared.outbox import OutboxMixin, outbox_router
-from shared.problems import ServiceUnavailable, install_problem_handlers
+from shared.problems import (
+    Problem,
+    ServiceUnavailable,
+    install_problem_handlers,
+    problem_response,
+)
 from shared.relay import OutboxRelay
 from shared.settings import ComponentSettings
 
@@ -101,6 +106,63 @@ class RequestLogMiddleware:
 # A caller's own request id is kept only if it looks like an id: it is logged and sent on,
 # so free text (which could be personal data) is replaced by one of ours.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
+
+
+class BodyTooLarge(Problem):
+    status = 413
+    type = "body-too-large"
+    title = "The request body is too large"
+
+
+class BodySizeLimit:
+    """Refuses a body over `max_bytes` with a 413 problem: at once when Content-Length says
+    so, else as soon as the streamed body passes the limit (never read whole)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = BodyTooLarge(f"A request body may hold at most {self.max_bytes} bytes.")
+        for key, value in scope["headers"]:
+            if key == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await problem_response(too_large)(scope, receive, send)
+                return
+        received = 0
+        exceeded = responded = False
+
+        async def counted() -> Message:
+            nonlocal received, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    exceeded = True  # the app sees the client gone; the answer is ours
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def refuse() -> None:
+            nonlocal responded
+            if not responded:
+                responded = True
+                await problem_response(too_large)(scope, receive, send)
+
+        async def guarded(message: Message) -> None:
+            if exceeded:
+                await refuse()
+            else:
+                await send(message)
+
+        try:
+            await self.app(scope, counted, guarded)
+        except Exception:
+            if not exceeded:
+                raise
+        if exceeded:
+            await refuse()
 
 
 def _caller_request_id(scope: Scope) -> str | None:

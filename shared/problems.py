@@ -175,7 +175,9 @@ async def _handle_validation(_: Request, exc: Exception) -> JSONResponse:
 
 async def _handle_http(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    kind = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+    kind = {404: "not-found", 405: "method-not-allowed", 413: "body-too-large"}.get(
+        exc.status_code, "http-error"
+    )
     problem = Problem.of(exc.status_code, kind, str(exc.detail))
     problem.headers = dict(exc.headers) if exc.headers else None
     return problem_response(problem)

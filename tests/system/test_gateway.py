@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -91,3 +92,26 @@ async def test_organisations_stream_through_without_internal_headers(stack: Stac
     assert not any(h.lower().startswith("broen-internal") for h in response.headers)
     assert "broen-caller-relationship" not in response.headers
     assert len(response.headers.get_list("broen-request-id")) == 1
+
+
+async def test_an_oversized_body_is_refused_with_a_413_problem_before_it_is_read_whole(
+    stack: Stack,
+) -> None:
+    limit = stack.gateway_settings.max_body_bytes
+    skole = await stack.add_organisation("310123455", "skole")
+    headers = {**(await stack.as_org(skole)), "Content-Type": "application/json"}
+
+    declared = await stack.http.post(
+        "/api/v1/participants", content=b"x" * (limit + 1), headers=headers
+    )
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it streams
+        for _ in range(limit // 65536 + 2):
+            yield b"x" * 65536
+
+    streamed = await stack.http.post("/api/v1/participants", content=chunks(), headers=headers)
+
+    for response in (declared, streamed):
+        assert response.status_code == 413
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["type"].endswith("/body-too-large")
