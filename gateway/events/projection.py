@@ -7,7 +7,8 @@ What each published event type is, to the policy:
   the `assignment` or `programme` resource held by the organisation in `orgnr`; its fields
   are decided like the record's in the API, ids are shown with anything released.
 - `participant.updated`: the names of the fields the organisation in `orgnr` changed; a
-  name is shown only where the reader could read that organisation's value.
+  name is shown only where the reader could read that organisation's value, and the
+  others are not listed at all (which fields changed is itself about the participant).
 - `timeline.event_recorded`: a timeline event's id and type, shown where the reader could
   see some of its payload (GET .../timeline); the payload itself is read through the API.
 - `consent.given`, `consent.recorded`, `consent.withdrawn`: the consent's parties and
@@ -22,6 +23,7 @@ delivered at all. Registrations and guardianships are not published.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -151,7 +153,8 @@ def _query(records: Iterable[EventRecord]) -> EventFactsQuery:
             if isinstance(data.get(key), str):
                 orgnrs[data[key]] = None
         if short_type(record.type) == "assignment.started" and data.get("unit_id"):
-            units[uuid.UUID(data["unit_id"])] = None
+            with contextlib.suppress(ValueError):
+                units[uuid.UUID(str(data["unit_id"]))] = None
         if short_type(record.type) == "timeline.event_recorded":
             types[str(data.get("type"))] = None
     return EventFactsQuery(
@@ -265,11 +268,12 @@ class Projector:
         decision = decide(self.policy, DecisionRequest(context, "participant", fields))
         if not decision.released:
             return None
+        # Only the released names: a withheld list here would be drawn from which values
+        # changed (unlike a resource's, drawn from its schema) and tell what it hides.
         shown = {
             "participant_id": data["participant_id"],
             "orgnr": data.get("orgnr"),
             "fields": list(decision.released),
-            "withheld": _listed(withheld_of(decision)),
         }
         return shown, (decision,)
 

@@ -138,9 +138,10 @@ async def fan_out(
 ) -> int:
     """A pending delivery for each event after the subscription's cursor of one of its
     types; the cursor moves past every event considered. The number considered."""
-    locked = await session.scalar(
-        _for_update(session, select(Subscription.cursor).where(Subscription.id == subscription.id))
-    )
+    cursor = select(Subscription.cursor).where(Subscription.id == subscription.id)
+    if _is_postgresql(session):
+        cursor = cursor.with_for_update()
+    locked = await session.scalar(cursor)
     if locked is None:
         return 0
     considered = await events_after(session, locked, limit=limit)
@@ -252,7 +253,3 @@ async def list_deliveries(
         statement = statement.where(WebhookDelivery.id > after)
     rows = await session.execute(statement.order_by(WebhookDelivery.id).limit(limit))
     return [(row[0], row[1], row[2]) for row in rows]
-
-
-def _for_update(session: AsyncSession, statement: Any) -> Any:
-    return statement.with_for_update() if _is_postgresql(session) else statement

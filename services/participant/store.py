@@ -458,10 +458,6 @@ async def add_events(session: AsyncSession, events: Sequence[Event]) -> set[uuid
     return set((await session.execute(statement, rows)).scalars().all())
 
 
-async def get_event(session: AsyncSession, event_id: uuid.UUID) -> Event | None:
-    return await session.get(Event, event_id)
-
-
 async def find_event_by_key(
     session: AsyncSession, *, orgnr: str, idempotency_key: str
 ) -> Event | None:
