@@ -90,7 +90,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from gateway import store
-from shared.db import sqlite_writes
+from shared.db import sqlite_writes, sqlite_writing
 from shared.internal_auth import CallerContext
 from shared.keys import AUDIT_SIGNING_JWKS
 from shared.problems import ServiceUnavailable
@@ -552,8 +552,7 @@ class HeadSigner:
         self._stopping = asyncio.Event()
 
     async def sign_now(self, *, only_if_grown: bool = False) -> SignedHead:
-        token = sqlite_writes.set(True)
-        try:
+        with sqlite_writing(True):
             async with self._sessionmaker() as session, session.begin():
                 head = None
                 if only_if_grown:
@@ -563,8 +562,6 @@ class HeadSigner:
                         head = latest
                 if head is None:
                     head = await sign_head(session, self.keys)
-        finally:
-            sqlite_writes.reset(token)
         await asyncio.to_thread(export_head, self.head_file, head)
         return head
 

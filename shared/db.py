@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -33,6 +34,18 @@ def make_metadata() -> MetaData:
 # safe method (GET, HEAD, OPTIONS) only read; everything else (and the CLI) may write.
 sqlite_writes: ContextVar[bool] = ContextVar("sqlite_writes", default=True)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@contextmanager
+def sqlite_writing(writes: bool) -> Iterator[None]:
+    """Set whether the unit of work may write, and put back what was there after it: a
+    caller that runs the app in its own task (an in-process client) keeps its own value."""
+    previous = sqlite_writes.get()
+    sqlite_writes.set(writes)
+    try:
+        yield
+    finally:
+        sqlite_writes.set(previous)
 
 
 def make_engine(database_url: str, **overrides: Any) -> AsyncEngine:
@@ -79,14 +92,14 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One transaction per request. A response is only sent after the commit succeeded."""
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    sqlite_writes.set(request.method not in SAFE_METHODS)
-    async with sessionmaker() as session:
-        try:
-            yield session
-            await session.commit()
-        except BaseException:
-            await session.rollback()
-            raise
+    with sqlite_writing(request.method not in SAFE_METHODS):
+        async with sessionmaker() as session:
+            try:
+                yield session
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
 
 
 # scope="function": the commit runs before the response is sent, so a 2xx means committed
@@ -98,9 +111,9 @@ async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
     """A session for a POST that only reads (a query too large for a URL): on SQLite it
     does not take the write lock, so it never waits for writers or holds them up."""
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    sqlite_writes.set(False)
-    async with sessionmaker() as session:
-        yield session
+    with sqlite_writing(False):
+        async with sessionmaker() as session:
+            yield session
 
 
 ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.background import Progress, Repeating, progress
-from shared.db import sqlite_writes
+from shared.db import sqlite_writing
 from shared.jetstream import JetStream
 from shared.outbox import OUTBOX_BATCH, OutboxMixin, mark_published, pending
 
@@ -41,12 +41,9 @@ class OutboxRelay:
         # SQLite (one process writes): read, publish, then mark in a short write
         # transaction; holding the database's one write lock while NATS acknowledges
         # would stop every request that writes meanwhile.
-        token = sqlite_writes.set(False)
-        try:
+        with sqlite_writing(False):
             async with self.sessionmaker() as session:
                 envelopes = await pending(session, self.model, limit=OUTBOX_BATCH)
-        finally:
-            sqlite_writes.reset(token)
         if envelopes:
             await self.jetstream.publish(envelopes)
             async with self.sessionmaker() as session:

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import SessionDep, make_engine, make_sessionmaker
+from shared.db import SessionDep, make_engine, make_sessionmaker, sqlite_writes
 from shared.problems import install_problem_handlers
 
 pytestmark = pytest.mark.anyio
@@ -32,6 +32,11 @@ def app_with(database_url: str) -> FastAPI:
             )
         )
         return {"status": "written"}
+
+    @app.get("/organisations")
+    async def read(session: SessionDep) -> dict[str, int]:
+        total = await session.execute(text("SELECT count(*) FROM organisations"))
+        return {"count": int(total.scalar_one())}
 
     return app
 
@@ -94,3 +99,18 @@ async def test_a_savepoint_does_not_commit_the_first_write_of_a_request(
         count = (await connection.execute(text("SELECT count(*) FROM organisations"))).scalar()
     await engine.dispose()
     assert count == 0
+
+
+async def test_a_read_request_leaves_its_caller_free_to_write(
+    database_url: Callable[[str], str],
+) -> None:
+    """An in-process client runs the app in its own task: a GET marked that task read-only,
+    and the caller's next transaction on SQLite began deferred and lost the write lock race
+    ("database is locked")."""
+    app = app_with(database_url("participant"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        response = await c.get("/organisations")
+
+    assert response.status_code == 200
+    assert sqlite_writes.get() is True
+    await app.state.engine.dispose()
