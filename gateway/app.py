@@ -28,7 +28,7 @@ from gateway.personvern import Personvern
 from gateway.policy import ConsentSource, load_policy
 from gateway.ratelimit import RateLimits
 from gateway.settings import GatewaySettings
-from shared.app import BodySizeLimit, install_common
+from shared.app import BodyLimits, install_common
 from shared.clients import Upstream
 from shared.crypto import Keyring
 from shared.db import make_engine, make_sessionmaker
@@ -36,6 +36,7 @@ from shared.internal_auth import InternalTokenSigner
 from shared.jetstream import JetStream
 from shared.keys import load_internal_signing_key
 from shared.settings import ensure_dev_mode_is_safe
+from shared.telemetry import Tracing
 
 COMPONENT = "gateway"
 
@@ -65,6 +66,9 @@ def create_app(
         app.state.settings = settings
         app.state.engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
         app.state.sessionmaker = make_sessionmaker(app.state.engine)
+        tracing: Tracing | None = app.state.tracing
+        if tracing is not None:
+            tracing.instrument_engine(app.state.engine)
         app.state.auth = auth
         app.state.audit_keys = audit_keys
         audit_writer = AuditWriter(app.state.sessionmaker)
@@ -83,6 +87,7 @@ def create_app(
                 timeout_seconds=settings.upstream_timeout_seconds,
                 connect_timeout_seconds=settings.upstream_connect_timeout_seconds,
                 transport=transports.get(name),
+                tracing=tracing,
             )
 
         participant = upstream("participant", settings.participant_url)
@@ -152,6 +157,8 @@ def create_app(
             await head_signer.aclose()
             rate_limits.close()
             await app.state.engine.dispose()
+            if tracing is not None:
+                tracing.shutdown()
 
     app = FastAPI(
         title="Broen",
@@ -160,8 +167,12 @@ def create_app(
         "that follow up the same person.",
         lifespan=lifespan,
     )
-    install_common(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    install_common(app, COMPONENT, settings)
+    app.add_middleware(
+        BodyLimits,
+        max_bytes=settings.max_body_bytes,
+        timeout_seconds=settings.body_timeout_seconds,
+    )
     app.include_router(oauth_router)
     app.include_router(participants_router)
     app.include_router(audit_router)

@@ -93,6 +93,7 @@ from gateway import store
 from shared.db import sqlite_writes, sqlite_writing
 from shared.internal_auth import CallerContext
 from shared.keys import AUDIT_SIGNING_JWKS
+from shared.metrics import AUDIT_APPENDS, AUDIT_BATCHES, AUDIT_FAILURES
 from shared.problems import ServiceUnavailable
 from shared.signing import InvalidSignature, SigningKeyError, ValidityKeys, format_time
 
@@ -405,6 +406,7 @@ class AuditWriter:
         except BaseException as error:
             # The type only: a database error's text can carry the statement's parameters.
             log.error("audit batch of %d entries failed: %s", len(batch), type(error).__name__)
+            AUDIT_FAILURES.inc(len(batch))
             for _, future in batch:
                 if not future.done():
                     future.set_exception(AuditUnavailable())
@@ -413,6 +415,8 @@ class AuditWriter:
             return
         self.batches += 1
         self.entries += len(batch)
+        AUDIT_BATCHES.inc()
+        AUDIT_APPENDS.inc(len(batch))
         for (_, future), result in zip(batch, appended, strict=True):
             if not future.done():  # a caller that gave up still has its entry written
                 future.set_result(result)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,8 +38,9 @@ from gateway.policy import (
 )
 from gateway.policy.consents import NONE
 from gateway.policy.decide import CONSENT, LEGAL_BASIS, OWN_ORGANISATION
-from shared.app import current_request_id
 from shared.internal_auth import CallerContext
+from shared.logs import current_request_id
+from shared.metrics import POLICY_DECISIONS
 
 T = TypeVar("T")
 
@@ -103,9 +105,28 @@ class Personvern:
         self, context: Context, participant_id: uuid.UUID, decisions: Iterable[Decision]
     ) -> None:
         """Append the decisions about one participant to the audit log, as one entry."""
-        await self.audit.write(
-            audit_record(context, participant_id, decisions, self.policy.version)
-        )
+        record = audit_record(context, participant_id, decisions, self.policy.version)
+        await self.audit.write(record)
+        count_decisions(record)
+
+
+def count_decisions(record: AuditRecord) -> None:
+    """The entry's field decisions in the metrics, by outcome and reason (the kind of basis
+    for a release: own_organisation, consent or legal_basis)."""
+    released = Counter(_reason_of_basis(field.basis) for field in record.released)
+    withheld = Counter(field.reason for field in record.withheld)
+    for reason, count in released.items():
+        POLICY_DECISIONS.labels("released", reason).inc(count)
+    for reason, count in withheld.items():
+        POLICY_DECISIONS.labels("withheld", reason).inc(count)
+
+
+def _reason_of_basis(basis: str) -> str:
+    if basis.startswith("consent:"):
+        return CONSENT
+    if basis.startswith("legal:"):
+        return LEGAL_BASIS
+    return basis
 
 
 def audit_record(

@@ -21,6 +21,7 @@ from limits.aio.strategies import FixedWindowRateLimiter
 from limits.storage import storage_from_string
 
 from shared.internal_auth import CallerContext
+from shared.metrics import RATE_LIMITED
 from shared.problems import Problem
 
 log = logging.getLogger("broen.ratelimit")
@@ -69,6 +70,7 @@ class RateLimits:
         except Exception as error:  # the counter is away: let the request through
             log.warning("rate limit not checked", extra={"error_type": type(error).__name__})
             return
+        RATE_LIMITED.inc()
         raise RateLimited(max(1, math.ceil(stats.reset_time - time.time())))
 
 

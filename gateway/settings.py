@@ -63,3 +63,5 @@ class GatewaySettings(ComponentSettings):
     # The largest request body the gateway reads; a larger one is refused with a 413 problem
     # before it is read whole (a batch of 1,000 timeline events is well under 1 MiB).
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    # A body still arriving this long after the request began is refused with a 408 problem.
+    body_timeout_seconds: float = Field(30.0, gt=0, le=600)

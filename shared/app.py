@@ -1,14 +1,15 @@
-"""What every component's FastAPI app has: problem handlers, health, request ids, logs."""
+"""What every component's FastAPI app has: problem handlers, health, metrics, traces,
+request ids, logs."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from contextvars import ContextVar
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request, Response
@@ -21,6 +22,8 @@ from shared.db import make_engine, make_sessionmaker
 from shared.internal_auth import InternalTokenVerifier
 from shared.jetstream import JetStream
 from shared.keys import load_internal_key_set
+from shared.logs import current_request_id
+from shared.metrics import install_metrics, observe_request
 from shared.outbox import OutboxMixin, outbox_router
 from shared.problems import (
     Problem,
@@ -30,17 +33,24 @@ from shared.problems import (
 )
 from shared.relay import OutboxRelay
 from shared.settings import ComponentSettings
+from shared.telemetry import Tracing
 
 log = logging.getLogger("broen.request")
 
 REQUEST_ID_HEADER = "Broen-Request-Id"
 REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.lower().encode()
-# The request being served, for logs and for the calls it makes to other services.
-current_request_id: ContextVar[str | None] = ContextVar("current_request_id", default=None)
 
 
-def install_common(app: FastAPI) -> None:
-    """Problem handlers, `/healthz`, `/readyz` and a request log with route templates only."""
+def install_common(
+    app: FastAPI,
+    component: str,
+    settings: ComponentSettings,
+    *,
+    outbox: type[OutboxMixin] | None = None,
+) -> None:
+    """Problem handlers, `/healthz`, `/readyz`, `/metrics`, traces when an OTLP endpoint is
+    configured (`app.state.tracing`; the lifespan instruments the engine and clients with
+    it), and a request log with route templates only."""
     install_problem_handlers(app)
 
     @app.get("/healthz", include_in_schema=False)
@@ -56,15 +66,20 @@ def install_common(app: FastAPI) -> None:
             raise ServiceUnavailable("The database is not reachable.") from None
         return {"status": "ready"}
 
-    app.add_middleware(RequestLogMiddleware)
+    install_metrics(app, component, outbox=outbox)
+    app.add_middleware(RequestLogMiddleware, component=component)
+    app.state.tracing = Tracing.configured(component, settings.otlp_endpoint)
+    if app.state.tracing is not None:
+        app.state.tracing.instrument_app(app)
 
 
 class RequestLogMiddleware:
     """Request ids and one log line per request with the route template, never the URL
     (a URL may hold ids). Plain ASGI: BaseHTTPMiddleware costs too much per request."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, component: str) -> None:
         self.app = app
+        self.component = component
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -90,15 +105,17 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", "unmatched")
+            observe_request(self.component, scope["method"], route, status, seconds)
             if log.isEnabledFor(logging.INFO):
                 log.info(
                     "request",
                     extra={
-                        "request_id": request_id,
                         "method": scope["method"],
-                        "route": getattr(scope.get("route"), "path", "unmatched"),
+                        "route": route,
                         "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                        "duration_ms": round(seconds * 1000, 2),
                     },
                 )
 
@@ -114,13 +131,22 @@ class BodyTooLarge(Problem):
     title = "The request body is too large"
 
 
-class BodySizeLimit:
-    """Refuses a body over `max_bytes` with a 413 problem: at once when Content-Length says
-    so, else as soon as the streamed body passes the limit (never read whole)."""
+class BodyTooSlow(Problem):
+    status = 408
+    type = "body-timeout"
+    title = "The request body did not arrive in time"
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+
+class BodyLimits:
+    """Refuses a body over `max_bytes` with a 413 problem: at once when Content-Length says
+    so, else as soon as the streamed body passes the limit (never read whole). A body not
+    received within `timeout_seconds` of the request's start is a 408 problem, so a slow
+    sender cannot hold a worker's request open."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_seconds: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_seconds = timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -131,38 +157,50 @@ class BodySizeLimit:
             if key == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
                 await problem_response(too_large)(scope, receive, send)
                 return
+        deadline = asyncio.get_running_loop().time() + self.timeout_seconds
         received = 0
-        exceeded = responded = False
+        refusal: Problem | None = None
+        responded = body_done = False
 
         async def counted() -> Message:
-            nonlocal received, exceeded
-            message = await receive()
+            nonlocal received, refusal, body_done
+            if body_done:
+                return await receive()  # after the body: only a disconnect comes
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                refusal = BodyTooSlow(
+                    f"The body must arrive within {self.timeout_seconds:g} seconds."
+                )
+                return {"type": "http.disconnect"}  # the app sees the client gone
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if received > self.max_bytes:
-                    exceeded = True  # the app sees the client gone; the answer is ours
+                    refusal = too_large
                     return {"type": "http.disconnect"}
             return message
 
-        async def refuse() -> None:
+        async def refuse(problem: Problem) -> None:
             nonlocal responded
             if not responded:
                 responded = True
-                await problem_response(too_large)(scope, receive, send)
+                await problem_response(problem)(scope, receive, send)
 
         async def guarded(message: Message) -> None:
-            if exceeded:
-                await refuse()
+            if refusal is not None:
+                await refuse(refusal)
             else:
                 await send(message)
 
         try:
             await self.app(scope, counted, guarded)
         except Exception:
-            if not exceeded:
+            if refusal is None:
                 raise
-        if exceeded:
-            await refuse()
+        if refusal is not None:
+            await refuse(refusal)
 
 
 def _caller_request_id(scope: Scope) -> str | None:
@@ -190,6 +228,8 @@ KeyringDep = Annotated[Keyring, Depends(get_keyring)]
 
 def create_service_app(
     title: str,
+    component: str,
+    settings: ComponentSettings,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
     *,
     outbox: type[OutboxMixin],
@@ -198,7 +238,7 @@ def create_service_app(
     service port answers only health checks and calls that carry an internal token. The
     gateway takes the outbox's events through `/internal/v1/outbox` when there is no NATS."""
     app = FastAPI(title=title, version="1", lifespan=lifespan, openapi_url=None)
-    install_common(app)
+    install_common(app, component, settings, outbox=outbox)
     app.include_router(outbox_router(outbox))
     return app
 
@@ -226,6 +266,9 @@ def service_lifespan(
             setattr(app.state, name, value)
         app.state.engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
         app.state.sessionmaker = make_sessionmaker(app.state.engine)
+        tracing: Tracing | None = app.state.tracing
+        if tracing is not None:
+            tracing.instrument_engine(app.state.engine)
         jetstream = relay = None
         try:
             if settings.nats_url:
@@ -245,5 +288,7 @@ def service_lifespan(
             if jetstream is not None:
                 await jetstream.aclose()
             await app.state.engine.dispose()
+            if tracing is not None:
+                tracing.shutdown()
 
     return lifespan

@@ -10,9 +10,11 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 from pydantic import BaseModel
 
-from shared.app import REQUEST_ID_HEADER, current_request_id
+from shared.app import REQUEST_ID_HEADER
 from shared.internal_auth import CallerContext, InternalTokenSigner, internal_headers
+from shared.logs import current_request_id
 from shared.problems import Problem, ServiceUnavailable
+from shared.telemetry import Tracing
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -41,6 +43,7 @@ class Upstream:
         timeout_seconds: float,
         connect_timeout_seconds: float,
         transport: httpx.AsyncBaseTransport | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.name = name
         self.signer = signer
@@ -54,6 +57,8 @@ class Upstream:
             timeout=httpx.Timeout(timeout_seconds, connect=connect_timeout_seconds),
             limits=limits,
         )
+        if tracing is not None:
+            tracing.instrument_client(self.http)
 
     def headers_for(self, caller: CallerContext) -> dict[str, str]:
         headers = internal_headers(self.signer, self.name, caller)

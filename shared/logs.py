@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextvars import ContextVar
 from datetime import UTC, datetime
+
+from opentelemetry.trace import get_current_span
+
+# The request being served, for logs and for the calls it makes to other services.
+current_request_id: ContextVar[str | None] = ContextVar("current_request_id", default=None)
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
@@ -28,6 +34,13 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": record.getMessage(),
         }
+        request_id = current_request_id.get()
+        if request_id is not None:
+            entry["request_id"] = request_id
+        span = get_current_span().get_span_context()
+        if span.is_valid:  # traced (BROEN_OTLP_ENDPOINT): the trace and span this line is in
+            entry["trace_id"] = format(span.trace_id, "032x")
+            entry["span_id"] = format(span.span_id, "016x")
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info and record.exc_info[0] is not None:
             # The type only: exception messages can quote input.

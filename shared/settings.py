@@ -36,6 +36,8 @@ class ComponentSettings(BaseSettings):
         "BROEN", pattern=r"^[A-Z][A-Z0-9_]{0,31}$", validation_alias="BROEN_NATS_STREAM"
     )
     events_interval_seconds: float = Field(0.1, gt=0, le=60)
+    # Traces (shared/telemetry.py): exported over OTLP/HTTP to this collector; off without.
+    otlp_endpoint: str | None = Field(None, validation_alias="BROEN_OTLP_ENDPOINT")
 
     @property
     def is_dev(self) -> bool:

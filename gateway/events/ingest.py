@@ -24,6 +24,7 @@ from gateway.events import store
 from shared.background import Progress, Repeating, progress
 from shared.clients import Upstream
 from shared.jetstream import JetStream, subject_prefix
+from shared.metrics import EVENT_LAG_SECONDS, EVENTS_INGESTED
 from shared.outbox import OUTBOX_BATCH, PendingEvents, PublishedEvents
 
 DURABLE = "broen-gateway"
@@ -45,11 +46,26 @@ class EventIngest:
 
 
 async def _append(
-    sessionmaker: async_sessionmaker[AsyncSession], envelopes: Sequence[dict[str, Any]]
+    sessionmaker: async_sessionmaker[AsyncSession],
+    envelopes: Sequence[dict[str, Any]],
+    transport: str,
 ) -> None:
+    now = datetime.now(UTC)
     async with sessionmaker() as session:
-        await store.append(session, envelopes, now=datetime.now(UTC))
+        await store.append(session, envelopes, now=now)
         await session.commit()
+    EVENTS_INGESTED.labels(transport).inc(len(envelopes))
+    for envelope in envelopes:
+        written = _time_of(envelope)
+        if written is not None:
+            EVENT_LAG_SECONDS.observe(max((now - written).total_seconds(), 0.0))
+
+
+def _time_of(envelope: dict[str, Any]) -> datetime | None:
+    try:
+        return datetime.fromisoformat(envelope["time"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 class OutboxPuller(EventIngest):
@@ -80,7 +96,7 @@ class OutboxPuller(EventIngest):
             )
             if not answer.items:
                 continue
-            await _append(self.sessionmaker, answer.items)
+            await _append(self.sessionmaker, answer.items, "outbox")
             confirmed = PublishedEvents(ids=[envelope["id"] for envelope in answer.items])
             await source.call(
                 "POST",
@@ -116,7 +132,9 @@ class StreamConsumer(EventIngest):
             messages = await self._subscription.fetch(batch=OUTBOX_BATCH, timeout=1.0)
         except (nats.errors.TimeoutError, TimeoutError):
             return Progress.MORE  # nothing came while fetch waited: ask again at once
-        await _append(self.sessionmaker, [json.loads(message.data) for message in messages])
+        await _append(
+            self.sessionmaker, [json.loads(message.data) for message in messages], "jetstream"
+        )
         for message in messages:
             await message.ack()
         return Progress.MORE

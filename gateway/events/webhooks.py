@@ -35,6 +35,7 @@ from gateway.models import EventRecord, Subscription, WebhookDelivery
 from shared.background import Progress, Repeating
 from shared.crypto import Keyring, WrappedKey
 from shared.internal_auth import CallerContext
+from shared.metrics import WEBHOOK_DELIVERIES
 
 SECRET_BYTES = 32
 FAN_OUT_BATCH = 1000
@@ -291,6 +292,7 @@ class WebhookDispatcher:
                     retry_at = self.retry.next_attempt(attempts, delivery.created_at, now)
                     if retry_at is None:
                         values |= {"status": "dead", "finished_at": now}
+                        WEBHOOK_DELIVERIES.labels("dead").inc()
                     else:
                         values |= {"next_attempt_at": retry_at}
                 await _update_pending(session, [delivery.id], values)
@@ -303,6 +305,8 @@ class WebhookDispatcher:
                         now=now,
                     )
             await session.commit()
+        for outcome in outcomes:
+            WEBHOOK_DELIVERIES.labels(outcome.status).inc()
 
 
 async def _update_pending(

@@ -26,7 +26,9 @@ def create_app(settings: ConsentSettings) -> FastAPI:
             "receipt_keys": ReceiptKeys.load(settings.keys_dir),
         },
     )
-    app = create_service_app("Broen consent service", lifespan, outbox=OutboxEvent)
+    app = create_service_app(
+        "Broen consent service", COMPONENT, settings, lifespan, outbox=OutboxEvent
+    )
     app.include_router(router)
     app.include_router(internal)
     return app

@@ -49,6 +49,7 @@ def create_app(
                     timeout_seconds=settings.upstream_timeout_seconds,
                     connect_timeout_seconds=settings.upstream_connect_timeout_seconds,
                     transport=participant_transport,
+                    tracing=app.state.tracing,
                 )
             )
             app.state.assignments = assignments
@@ -66,6 +67,8 @@ def create_app(
                 await watch.aclose()
                 await assignments.aclose()
 
-    app = create_service_app("Broen messaging service", lifespan, outbox=OutboxEvent)
+    app = create_service_app(
+        "Broen messaging service", COMPONENT, settings, lifespan, outbox=OutboxEvent
+    )
     app.include_router(router)
     return app

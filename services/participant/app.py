@@ -25,7 +25,9 @@ def create_app(settings: ParticipantSettings) -> FastAPI:
         outbox=OutboxEvent,
         state={"keyring": Keyring.load(settings.keys_dir, COMPONENT), "catalogue": catalogue},
     )
-    app = create_service_app("Broen participant service", lifespan, outbox=OutboxEvent)
+    app = create_service_app(
+        "Broen participant service", COMPONENT, settings, lifespan, outbox=OutboxEvent
+    )
     app.include_router(router)
     app.include_router(organisations)
     app.include_router(units)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,10 +22,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from broen_cli.dev import synthetic_national_id
 from services.participant.settings import ParticipantSettings
 from shared.settings import DevModeRefused, ensure_dev_mode_is_safe
+from tests.otlp import Collector, exported_texts
 
 ROOT = Path(__file__).resolve().parents[2]
 BROEN = Path(sys.executable).parent / "broen"
@@ -337,7 +340,8 @@ def test_make_run_starts_everything_and_ctrl_c_stops_everything(tmp_path: Path) 
     workdir = tmp_path / "broen"
     _copy_project(workdir)
     log = tmp_path / "make-run.log"
-    env = _clean_env(PYTHONPATH=str(workdir))
+    collector = Collector()  # every component exports its traces here
+    env = _clean_env(PYTHONPATH=str(workdir), BROEN_OTLP_ENDPOINT=collector.url)
     with log.open("wb") as output:
         # -o: the linked .venv counts as installed; never reinstall the shared venv from here.
         process = subprocess.Popen(
@@ -373,7 +377,9 @@ def test_make_run_starts_everything_and_ctrl_c_stops_everything(tmp_path: Path) 
         assert survivors == [], f"processes started by make run outlived Ctrl-C: {survivors}"
         busy = [port for port in PORTS.values() if not _port_is_free(port)]
         assert busy == [], f"ports still bound after Ctrl-C: {busy}\n{log.read_text()[-4000:]}"
+        _assert_traces_cross_processes_without_national_ids(collector.spans)
     finally:
+        collector.close()
         if process.poll() is None:
             with suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)
@@ -382,6 +388,32 @@ def test_make_run_starts_everything_and_ctrl_c_stops_everything(tmp_path: Path) 
             if _alive(pid):
                 with suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+
+
+def _assert_traces_cross_processes_without_national_ids(spans: list[tuple[str, Span]]) -> None:
+    """A read through the gateway is one trace: the gateway's server span, its call to the
+    participant service, and that service's server span (joined by `traceparent`); and no
+    exported text holds eleven digits in a row (the walkthrough sent national ids)."""
+    by_id = {(span.trace_id, span.span_id): (service, span) for service, span in spans}
+
+    def parent(span: Span) -> tuple[str, Span | None]:
+        return by_id.get((span.trace_id, span.parent_span_id), ("", None))
+
+    chains = []
+    for service, span in spans:
+        if service != "broen-participant" or span.kind != Span.SPAN_KIND_SERVER:
+            continue
+        caller, client = parent(span)
+        if caller != "broen-gateway" or client is None:
+            continue
+        origin, request = parent(client)
+        if origin == "broen-gateway" and request is not None:
+            chains.append((request.kind, client.kind))
+    # (Background calls, the outbox pulls, start their own traces at the gateway's client.)
+    assert chains, f"no request reached the participant service in one trace ({len(spans)} spans)"
+    assert set(chains) == {(Span.SPAN_KIND_SERVER, Span.SPAN_KIND_CLIENT)}
+    leaked = [text for text in exported_texts(spans) if re.search(r"(?<!\d)\d{11}(?!\d)", text)]
+    assert leaked == []
 
 
 # --- dev mode refusals -------------------------------------------------------------------------
