@@ -11,6 +11,7 @@ request's async session and the staff directory through `anyio.from_thread`.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -43,7 +44,7 @@ from fastapi.responses import JSONResponse
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import Key, KeySet, RSAKey, import_key
-from joserfc.jws import JWSRegistry
+from joserfc.jws import JWSRegistry, extract_compact
 from joserfc.jwt import JWTClaimsRegistry
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -796,12 +797,30 @@ async def issue_token(request: Request, session: SessionDep) -> JSONResponse:
     except InvalidRequestError as error:
         status, body, headers = error()
         return JSONResponse(body, status_code=status, headers=dict(headers))
+    claimed = _claimed_client_id(form)
+    if claimed is not None:
+        await request.app.state.rate_limits.check_token_request(claimed)
     await store.prune_used_jtis(session, now=datetime.now(UTC))
     directory: StaffDirectory | None = getattr(request.app.state, "participant_client", None)
     status, body, headers = await anyio.to_thread.run_sync(
         runtime.token_response, form, _DatabaseBridge(session, directory)
     )
     return JSONResponse(body, status_code=status, headers=dict(headers))
+
+
+def _claimed_client_id(form: dict[str, str]) -> str | None:
+    """The client a token request says it comes from (`client_id`, else the assertion's
+    unverified `iss`), to count it against that client's rate limit before any signature
+    is checked. Only a well-formed client id is counted."""
+    claimed: Any = form.get("client_id")
+    if claimed is None:
+        try:
+            unverified = extract_compact(form.get("client_assertion", "").encode())
+            claims = json.loads(unverified.payload)
+        except (JoseError, ValueError):
+            return None
+        claimed = claims.get("iss") if isinstance(claims, dict) else None
+    return claimed if isinstance(claimed, str) and _CLIENT_ID.fullmatch(claimed) else None
 
 
 async def _read_form(request: Request) -> dict[str, str]:

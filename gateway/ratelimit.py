@@ -61,7 +61,14 @@ class RateLimits:
 
     async def check(self, caller: CallerContext) -> None:
         """Count one request of the caller's client; a 429 problem when over the limit."""
-        key = _key_of(caller)
+        await self.count(*_key_of(caller))
+
+    async def check_token_request(self, client_id: str) -> None:
+        """Count one token request of a client (in its own window: a client that used its
+        requests can still get a token for when the window has passed)."""
+        await self.count("token", client_id)
+
+    async def count(self, *key: str) -> None:
         try:
             allowed = await self.limiter.hit(self.item, *key)
             if allowed:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.system.conftest import Stack
+from tests.system.conftest import Organisation, Stack
 
 pytestmark = pytest.mark.anyio
 
@@ -53,3 +53,26 @@ async def test_an_unreadable_limit_stops_the_gateway_at_start(stack: Stack) -> N
 
     with pytest.raises(ValueError):
         create_app(stack.gateway_settings.model_copy(update={"rate_limit": "lots"}))
+
+
+async def test_token_requests_are_limited_per_client_before_any_signature_is_checked(
+    stack: Stack,
+) -> None:
+    skole = await stack.add_organisation("310123455", "skole")
+    nav = await stack.add_organisation("889640782", "nav")
+    await asyncio.sleep(1.02 - time.time() % 1)
+
+    def form(organisation: Organisation) -> dict[str, str]:
+        return {
+            "grant_type": "client_credentials",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": stack.assertion(organisation),
+        }
+
+    answers = [await stack.http.post("/oauth/token", data=form(skole)) for _ in range(4)]
+    other = await stack.http.post("/oauth/token", data=form(nav))
+
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert answers[-1].headers["content-type"] == "application/problem+json"
+    assert int(answers[-1].headers["Retry-After"]) >= 1
+    assert other.status_code == 200
