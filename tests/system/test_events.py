@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from standardwebhooks import Webhook
 
@@ -72,6 +73,10 @@ async def feed(
 async def logged_events(stack: Stack) -> int:
     async with stack.gateway.state.sessionmaker() as session:
         return int(await session.scalar(select(func.count()).select_from(EventRecord)) or 0)
+
+
+def delivery_count(outcome: str) -> float:
+    return REGISTRY.get_sample_value("broen_webhook_deliveries_total", {"outcome": outcome}) or 0
 
 
 async def everything_taken_in(stack: Stack) -> None:
@@ -237,6 +242,7 @@ async def test_the_feed_is_for_systems_declaring_a_purpose(stack: Stack) -> None
 async def test_webhooks_are_signed_per_standard_webhooks_and_carry_only_released_fields(
     stack: Stack, consents: GivenGrants
 ) -> None:
+    outcomes = {o: delivery_count(o) for o in ("delivered", "withheld")}
     w = await world(stack)
     await everything_taken_in(stack)
     receiver = await Receiver().start()
@@ -275,6 +281,8 @@ async def test_webhooks_are_signed_per_standard_webhooks_and_carry_only_released
     assert "secret" not in listed.json() and listed.json()["status"] == "active"
     statuses = sorted(d["status"] for d in await deliveries(stack, w.skole, subscription["id"]))
     assert statuses == ["delivered", "delivered", "withheld"]
+    assert delivery_count("delivered") == outcomes["delivered"] + 2  # in /metrics
+    assert delivery_count("withheld") == outcomes["withheld"] + 1
 
 
 async def test_a_receiver_down_for_a_while_gets_everything_when_it_is_back(
