@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_SERVICES = ("gateway", "participant", "consent", "messaging")
@@ -75,11 +75,48 @@ def test_every_app_service_is_configured_for_production(services: dict[str, Any]
         assert others == []
 
 
-def test_every_app_service_has_a_healthcheck_on_healthz(services: dict[str, Any]) -> None:
+def test_every_app_service_is_healthy_only_when_ready(services: dict[str, Any]) -> None:
+    """/readyz (the database answers), asked with the image's own Python: the slim image
+    has no curl or wget."""
     for name in APP_SERVICES:
         check = services[name].get("healthcheck")
         assert check, f"{name} has no healthcheck"
-        assert "/healthz" in " ".join(map(str, check["test"]))
+        test = [str(part) for part in check["test"]]
+        assert test[:3] == ["CMD", "python", "-c"], name
+        port = services[name]["environment"][f"BROEN_{name.upper()}_PORT"]
+        assert f"http://127.0.0.1:{port}/readyz" in test[3], name
+        assert "urllib.request" in test[3], name
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "FROM python:" in dockerfile
+    assert "curl" not in dockerfile and "wget" not in dockerfile
+
+
+def test_the_gateway_starts_after_the_services_are_ready(services: dict[str, Any]) -> None:
+    depends = services["gateway"]["depends_on"]
+    for name in APP_SERVICES[1:]:
+        assert depends[name]["condition"] == "service_healthy", name
+        assert "healthcheck" in services[name]
+
+
+def test_redis_counts_the_gateways_rate_limits(services: dict[str, Any]) -> None:
+    redis_name = next(n for n, s in services.items() if str(s.get("image", "")) == "redis:7-alpine")
+    redis = services[redis_name]
+    assert [str(part) for part in redis["healthcheck"]["test"]] == ["CMD", "redis-cli", "ping"]
+    assert not redis.get("ports"), "Redis stays inside the compose network"
+    gateway = services["gateway"]
+    url = gateway["environment"]["BROEN_REDIS_URL"]
+    assert url == f"redis://{redis_name}:6379"
+    assert gateway["depends_on"][redis_name]["condition"] == "service_healthy"
+    # Only the gateway counts rate limits.
+    for name in APP_SERVICES[1:]:
+        assert "BROEN_REDIS_URL" not in services[name]["environment"], name
+
+
+def test_receipts_name_the_gateway_as_their_issuer(services: dict[str, Any]) -> None:
+    gateway_issuer = services["gateway"]["environment"]["BROEN_GATEWAY_ISSUER"]
+    assert services["consent"]["environment"]["BROEN_CONSENT_RECEIPT_ISSUER"] == gateway_issuer
+    published = services["gateway"]["ports"][0].split(":")[0]
+    assert gateway_issuer == f"http://localhost:{published}"
 
 
 def test_services_wait_for_the_one_shot_migration(services: dict[str, Any]) -> None:

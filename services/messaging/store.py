@@ -166,5 +166,7 @@ async def waiting_on_recipients(
         )
         .order_by(Thread.last_message_at)
         .limit(limit)
+        # Replicas checking at once take different threads (PostgreSQL; SQLite has one writer).
+        .with_for_update(skip_locked=True)
     )
     return list((await session.scalars(statement)).all())
