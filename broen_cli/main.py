@@ -21,6 +21,7 @@ from broen_cli.common import (
 )
 from broen_cli.dev import database_is_empty, demo_staff_table, dev_app, seed_demo_world
 from broen_cli.directory import org_app, staff_app, unit_app
+from broen_cli.keys import keys_app
 from broen_cli.legal import legal_app
 from shared.keys import init_keys_dir
 from shared.migrations import upgrade
@@ -33,7 +34,6 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 admin_app = typer.Typer(help="Operator commands.", no_args_is_help=True)
-keys_app = typer.Typer(help="Key material.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
 app.add_typer(dev_app, name="dev")
 app.add_typer(audit_app, name="audit")
@@ -71,21 +71,6 @@ def migrate(as_json: bool = JsonOption) -> None:
     """Run every component's database migrations."""
     migrated = _migrate_all()
     emit(as_json, {"migrated": migrated}, "migrated: " + ", ".join(migrated))
-
-
-@keys_app.command("init")
-def keys_init(
-    directory: Path = typer.Option(None, "--dir", help="Defaults to BROEN_KEYS_DIR or var/keys."),
-    as_json: bool = JsonOption,
-) -> None:
-    """Create every missing key file (never overwrites)."""
-    target = directory or Path(os.environ.get("BROEN_KEYS_DIR", "var/keys"))
-    written = init_keys_dir(target)
-    emit(
-        as_json,
-        {"dir": str(target), "written": written},
-        f"{target}: wrote {len(written)} key file(s)",
-    )
 
 
 @app.command()

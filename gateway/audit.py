@@ -51,10 +51,10 @@ The head of the chain (seq and hash of its last entry; seq 0 and the all-zero ha
 empty chain) is signed, periodically and on demand, as a compact JWS: protected header
 {"alg": "Ed25519", "kid": ..., "typ": "broen-audit-head+jws"}, payload the canonical JSON
 of {"hash", "seq", "time"}. The keys are the gateway's audit keys (`audit-signing.jwks.json`
-in BROEN_KEYS_DIR, not the token keys): the last key signs, every key verifies, and each
-carries `not_before` (and `not_after` once retired); a head verifies only with the key its
-kid names and only if its time lies in that key's validity. To rotate: set `not_after` on
-the last key and append a new one with `not_before`. Signed heads are stored in
+in BROEN_KEYS_DIR, not the token keys): the last key whose `not_before` has come signs,
+every key verifies, and each carries `not_before` (and `not_after` once retired); a head
+verifies only with the key its kid names and only if its time lies in that key's validity.
+To rotate: `broen admin keys rotate audit-signing` (shared/signing.py). Signed heads are stored in
 `audit_signed_head` and exported outside the database (`GET /api/v1/audit/head` and the
 file `audit_head_file`), so cutting entries off the end is caught against the last
 exported head: the chain alone cannot show that its tail is gone.
@@ -95,7 +95,7 @@ from shared.internal_auth import CallerContext
 from shared.keys import AUDIT_SIGNING_JWKS
 from shared.metrics import AUDIT_APPENDS, AUDIT_BATCHES, AUDIT_FAILURES
 from shared.problems import ServiceUnavailable
-from shared.signing import InvalidSignature, SigningKeyError, ValidityKeys, format_time
+from shared.signing import InvalidSignature, SigningKeyError, ValidityKeys, format_time, kid_of
 
 log = logging.getLogger("broen.audit")
 
@@ -441,7 +441,7 @@ class HeadClaims:
 
 
 class AuditKeys(ValidityKeys):
-    """The audit-head keys (`audit-signing.jwks.json`): the last one signs, every one verifies."""
+    """The audit-head keys (`audit-signing.jwks.json`): the newest begun one signs, all verify."""
 
     filename = AUDIT_SIGNING_JWKS
     algorithm = ALGORITHM
@@ -449,7 +449,7 @@ class AuditKeys(ValidityKeys):
 
     def sign_head(self, *, seq: int, hash: str, time: datetime) -> str:
         payload = canonical_json({"hash": hash, "seq": seq, "time": format_time(time)})
-        return self.sign(payload.encode(), typ=HEAD_TYPE)
+        return self.sign(payload.encode(), typ=HEAD_TYPE, at=time)
 
     def verify_head(self, token: str) -> HeadClaims:
         """The head a compact JWS signs, or InvalidHead saying what is wrong."""
@@ -500,7 +500,7 @@ async def sign_head(
     moment = now or datetime.now(UTC)
     seq, digest = await store.audit_chain_head(session) or (0, GENESIS_HASH)
     token = keys.sign_head(seq=seq, hash=digest, time=moment)
-    kid = keys.keys[-1].kid
+    kid = kid_of(token)
     await store.add_signed_head(session, seq=seq, hash=digest, signed_at=moment, kid=kid, jws=token)
     return SignedHead(seq=seq, hash=digest, time=moment, kid=kid, jws=token)
 

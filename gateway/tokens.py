@@ -1,8 +1,13 @@
 """Access tokens: JWTs the gateway signs with its token-signing key and verifies on every call.
 
-The key set lives in `<keys_dir>/token-signing.jwks.json`: private Ed25519 keys, the
-last one signs, every one verifies, so a new key can be appended before the old one
-is retired.
+The key set lives in `<keys_dir>/token-signing.jwks.json`: private Ed25519 keys with
+validity periods like the audit keys (shared/signing.py), the last one whose `not_before`
+has come signs, every one verifies and is published at /.well-known/jwks.json. A rotation
+(`broen admin keys rotate token-signing`) appends a key that signs from a moment a little
+ahead and retires the old one just after; the running gateway follows the file, so tokens
+signed by either verify on every replica. A retired key vouches for no token issued after
+it retired, and `broen admin keys prune token-signing` drops it once every token it signed
+has expired (PRUNE_AFTER past its retirement).
 """
 
 from __future__ import annotations
@@ -10,65 +15,78 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet, OKPKey
+from joserfc.jwk import OKPKey
 from joserfc.jwt import JWTClaimsRegistry
 from pydantic import ValidationError
 
 from services.participant.schemas import StaffRead
 from shared.internal_auth import CallerContext, VerifiedTokens
-from shared.keys import read_json
+from shared.keys import TOKEN_SIGNING_JWKS
 from shared.problems import Unauthorized
-from shared.settings import ConfigurationError
+from shared.signing import SINCE_EVER, SigningKeyError, ValidityKey, ValidityKeys
 from shared.vocabulary import ROLES
 
-TOKEN_SIGNING_FILE = "token-signing.jwks.json"  # noqa: S105 (a file name)
 ALGORITHM = "Ed25519"
 # RFC 9068: a distinct type, so no other JWT signed by the gateway passes as an access token.
 TOKEN_TYPE = "at+jwt"  # noqa: S105 (a media type)
 MAX_LIFETIME_SECONDS = 300
 LEEWAY_SECONDS = 10
+# A retired key is kept this long: every token it signed has expired by then.
+PRUNE_AFTER = timedelta(seconds=MAX_LIFETIME_SECONDS + LEEWAY_SECONDS)
 _INVALID = "The access token is not valid."
 
 
-class TokenKeyError(ConfigurationError):
+class TokenKeyError(SigningKeyError):
     """The token-signing key file exists but cannot serve as the gateway's signing keys."""
 
 
-def load_token_keys(keys_dir: Path) -> list[OKPKey]:
-    """The gateway's token-signing keys, oldest first; the last one signs."""
-    data = read_json(keys_dir, TOKEN_SIGNING_FILE)
-    where = keys_dir / TOKEN_SIGNING_FILE
+class TokenKeys(ValidityKeys):
+    """The token-signing keys (`token-signing.jwks.json`). Keys made before rotation existed
+    carry no not_before: valid since ever."""
+
+    filename = TOKEN_SIGNING_JWKS
+    algorithm = ALGORITHM
+    label = "token-signing keys"
+    not_before_required = False
+
+    @classmethod
+    def of(cls, keys: Sequence[OKPKey]) -> TokenKeys:
+        """Fixed keys (no file), valid since ever; the last one signs."""
+        return cls(
+            [
+                ValidityKey(key=key, kid=str(key.kid), not_before=SINCE_EVER, not_after=None)
+                for key in keys
+            ]
+        )
+
+
+def load_token_keys(keys_dir: Path) -> TokenKeys:
+    """The gateway's token-signing keys, following the file while the gateway runs."""
     try:
-        keys = KeySet.import_key_set(data).keys
-    except (JoseError, ValueError, TypeError, KeyError):
-        raise TokenKeyError(f"{where} is not a valid JWKS") from None
-    if not keys:
-        raise TokenKeyError(f"{where} holds no keys")
-    for key in keys:
-        if not isinstance(key, OKPKey) or key.curve_name != "Ed25519" or not key.is_private:
-            raise TokenKeyError(f"{where} must hold private Ed25519 keys only")
-        if not key.kid:
-            raise TokenKeyError(f"{where}: every key needs a kid")
-    return list(keys)  # type: ignore[arg-type]
+        return TokenKeys.load(keys_dir)
+    except SigningKeyError as error:
+        raise TokenKeyError(str(error)) from None
 
 
 class AccessTokens:
     """Signs and verifies the gateway's access tokens."""
 
-    def __init__(self, keys: Sequence[OKPKey], *, issuer: str, lifetime_seconds: int) -> None:
+    def __init__(
+        self, keys: TokenKeys | Sequence[OKPKey], *, issuer: str, lifetime_seconds: int
+    ) -> None:
         if not 0 < lifetime_seconds <= MAX_LIFETIME_SECONDS:
             raise ValueError(
                 f"access token lifetime must be between 1 and {MAX_LIFETIME_SECONDS} seconds"
             )
         self.issuer = issuer
         self.lifetime_seconds = lifetime_seconds
-        self._signer = keys[-1]
-        self._by_kid = {str(key.kid): key for key in keys}
+        self.keys = keys if isinstance(keys, TokenKeys) else TokenKeys.of(keys)
         self._claims = JWTClaimsRegistry(
             leeway=LEEWAY_SECONDS,
             iss={"essential": True, "value": issuer},
@@ -81,9 +99,9 @@ class AccessTokens:
         self._verified = VerifiedTokens()
 
     def public_jwks(self) -> dict[str, Any]:
-        """Every verifying key, public parts only."""
-        keys = [key.as_dict(private=False) for key in self._by_kid.values()]
-        return {"keys": [{**key, "alg": ALGORITHM, "use": "sig"} for key in keys]}
+        """Every verifying key (one a rotation added before it signs included), public parts
+        only, with its validity period."""
+        return self.keys.public_jwks()
 
     def issue_system_token(
         self, *, client_id: str, orgnr: str, agency_type: str, scopes: Sequence[str]
@@ -157,8 +175,9 @@ class AccessTokens:
             "exp": now + self.lifetime_seconds,
             "jti": str(uuid.uuid4()),
         }
-        header = {"alg": ALGORITHM, "typ": TOKEN_TYPE, "kid": self._signer.kid}
-        token = jwt.encode(header, claims, self._signer, algorithms=[ALGORITHM])
+        signer = self.keys.signer_at(datetime.fromtimestamp(now, UTC))
+        header = {"alg": ALGORITHM, "typ": TOKEN_TYPE, "kid": signer.kid}
+        token = jwt.encode(header, claims, signer.key, algorithms=[ALGORITHM])
         return {
             "access_token": token,
             "token_type": "Bearer",
@@ -173,24 +192,29 @@ class AccessTokens:
             return cached
         key = self._verifying_key(token)
         try:
-            decoded = jwt.decode(token, key, algorithms=[ALGORITHM])
+            decoded = jwt.decode(token, key.key, algorithms=[ALGORITHM])
             self._claims.validate(decoded.claims)
-        except (JoseError, ValueError, TypeError):
+            issued_at = datetime.fromtimestamp(decoded.claims["iat"], UTC)
+        except (JoseError, ValueError, TypeError, OverflowError, OSError):
             raise Unauthorized(_INVALID) from None
         if decoded.header.get("typ") != TOKEN_TYPE:
+            raise Unauthorized(_INVALID)
+        if not key.valid_at(issued_at):  # a retired key vouches for nothing issued after
             raise Unauthorized(_INVALID)
         caller = _caller(decoded.claims)
         self._verified.put(token, caller, float(decoded.claims["exp"]))
         return caller
 
-    def _verifying_key(self, token: str) -> OKPKey:
-        # The header is read before the signature is checked only to pick the key by kid.
+    def _verifying_key(self, token: str) -> ValidityKey:
+        # The header is read before the signature is checked only to pick the key by kid; a
+        # kid not known yet (another replica signing with a key just rotated in) makes the
+        # key file be looked at again, at most once a second.
         try:
             header = jws.extract_compact(token.encode()).headers()
         except (JoseError, ValueError, TypeError):
             raise Unauthorized(_INVALID) from None
         kid = header.get("kid")
-        key = self._by_kid.get(kid) if isinstance(kid, str) else None
+        key = self.keys.find(kid) if isinstance(kid, str) else None
         if key is None:
             raise Unauthorized(_INVALID)
         return key

@@ -1,18 +1,31 @@
 """A service's own data key per participant, for the free text it keeps about them
 (consent justifications, message bodies): wrapped by the service's master key, made on
-first use, and destroyed to shred that text (crypto-shredding)."""
+first use, and destroyed to shred that text (crypto-shredding). And the re-wrapping of a
+component's stored keys under its current master key after a rotation (`rewrap`)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import LargeBinary, String, Uuid
+from sqlalchemy import LargeBinary, String, Table, Uuid, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
-from shared.crypto import Keyring, WrappedKey, associated_data, open_sealed, seal
+from shared.crypto import (
+    DecryptionFailed,
+    Keyring,
+    WrappedKey,
+    associated_data,
+    open_sealed,
+    seal,
+)
+from shared.db import sqlite_writing
+
+REWRAP_BATCH = 500
 
 
 class ParticipantKeyMixin:
@@ -70,3 +83,97 @@ def seal_text(key: bytes, table: str, column: str, row_id: uuid.UUID, text: str)
 
 def open_text(key: bytes, table: str, column: str, row_id: uuid.UUID, sealed: bytes) -> str:
     return open_sealed(key, sealed, associated_data(table, column, str(row_id))).decode()
+
+
+# ------------------------------------------------------------------------------ re-wrapping
+
+
+@dataclass(frozen=True)
+class WrappedKeyColumns:
+    """Where a component stores keys wrapped by its master key: the table, its id column,
+    the master key id and wrapped key columns, and the owner each wrapping is bound to."""
+
+    table: Table
+    id: str
+    kid: str
+    wrapped: str
+    owner: Callable[[Any], str] = str
+
+    @classmethod
+    def of(cls, model: type[Any]) -> WrappedKeyColumns:
+        """A service's participant_keys table (ParticipantKeyMixin's columns)."""
+        return cls(model.__table__, "participant_id", "kid", "wrapped_key")
+
+
+@dataclass
+class Rewrapped:
+    """What a re-wrap did: keys re-wrapped, keys that would not unwrap (their master key is
+    gone, or they were tampered with), and what is wrapped under which key afterwards."""
+
+    kid: str
+    rewrapped: int = 0
+    failed: int = 0
+    by_kid: dict[str, int] = field(default_factory=dict)
+
+
+async def count_by_kid(session: AsyncSession, where: WrappedKeyColumns) -> dict[str, int]:
+    """How many stored keys each master key wraps."""
+    kid = where.table.c[where.kid]
+    rows = await session.execute(select(kid, func.count()).group_by(kid))
+    return {str(row[0]): int(row[1]) for row in rows}
+
+
+async def rewrap(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    keyring: Keyring,
+    tables: Iterable[WrappedKeyColumns],
+    *,
+    batch_size: int = REWRAP_BATCH,
+) -> Rewrapped:
+    """Re-wrap every stored key not wrapped under the current master key, in batches of
+    `batch_size` rows, each batch its own transaction. Safe while the component serves: a
+    row is changed only if it still holds what was read (a key shredded or re-wrapped
+    meanwhile is left as it is), and to run again: what is under the current key already
+    is not read."""
+    kid = keyring.current
+    result = Rewrapped(kid=kid)
+    for where in tables:
+        table = where.table
+        row_id, row_kid, row_wrapped = (
+            table.c[where.id],
+            table.c[where.kid],
+            table.c[where.wrapped],
+        )
+        after: Any = None
+        while True:
+            with sqlite_writing(True):
+                async with sessionmaker.begin() as session:
+                    query = select(row_id, row_kid, row_wrapped).where(row_kid != kid)
+                    if after is not None:
+                        query = query.where(row_id > after)
+                    rows = (await session.execute(query.order_by(row_id).limit(batch_size))).all()
+                    for held_id, held_kid, held_wrapped in rows:
+                        owner = where.owner(held_id)
+                        try:
+                            data_key = keyring.unwrap(WrappedKey(held_kid, held_wrapped), owner)
+                        except DecryptionFailed:
+                            result.failed += 1
+                            continue
+                        new = keyring.wrap(data_key, owner)
+                        changed = await session.execute(
+                            update(table)
+                            .where(
+                                row_id == held_id,
+                                row_kid == held_kid,
+                                row_wrapped == held_wrapped,
+                            )
+                            .values({where.kid: new.kid, where.wrapped: new.wrapped})
+                        )
+                        result.rewrapped += changed.rowcount  # type: ignore[attr-defined]
+            if len(rows) < batch_size:
+                break
+            after = rows[-1][0]
+        async with sessionmaker() as session:
+            for held_kid, count in (await count_by_kid(session, where)).items():
+                result.by_kid[held_kid] = result.by_kid.get(held_kid, 0) + count
+    return result

@@ -1,16 +1,19 @@
 """Ed25519 signing keys with validity periods, for signatures that must outlive a rotation.
 
 A key set is a JWKS file in BROEN_KEYS_DIR whose members carry `not_before` (RFC 3339) and,
-once retired, `not_after`. The last key signs (it must be private), every key verifies.
-A signature verifies only with the key its `kid` names, only with the set's `alg` and the
-expected `typ`, and only if the moment it claims to be signed at lies in that key's
-validity: the caller reads that moment from its payload and asks `Verified.check_signed_at`.
-To rotate: set `not_after` on the last key and append a new one with `not_before`; publish
-`public_jwks()` (public parts and validity periods), and what was signed before still
-verifies.
+once retired, `not_after`. The last key whose `not_before` has come signs (it must be
+private), every key verifies. A signature verifies only with the key its `kid` names, only
+with the set's `alg` and the expected `typ`, and only if the moment it claims to be signed
+at lies in that key's validity: the caller reads that moment from its payload and asks
+`Verified.check_signed_at`. To rotate (`broen admin keys rotate`, shared/keys.py): append a
+new key whose `not_before` lies a little ahead, and set the old key's `not_after` just after
+that; `public_jwks()` publishes both (public parts and validity periods) before the new one
+signs, and what was signed before still verifies. A key set loaded from its file follows
+the file while the process runs (`shared.keys.WatchedKeyFile`).
 
-The audit heads (`gateway/audit.py`) and the consent receipts (`services/consent/receipts.py`)
-are such key sets; each subclass names its file, its `alg` and what its errors call it.
+The access tokens (`gateway/tokens.py`), the audit heads (`gateway/audit.py`) and the consent
+receipts (`services/consent/receipts.py`) are such key sets; each subclass names its file,
+its `alg` and what its errors call it.
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ from joserfc import jws
 from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import KeySet, OKPKey
 
-from shared.keys import read_json
+from shared.keys import WatchedKeyFile
 from shared.settings import ConfigurationError
 
 # A key's not_before is stamped where the key was made; allow for that clock being ahead.
 NOT_BEFORE_LEEWAY = timedelta(minutes=5)
+# The not_before of a key made before keys had one (token keys): valid since ever.
+SINCE_EVER = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class SigningKeyError(ConfigurationError):
@@ -104,42 +109,64 @@ class Verified:
 
 
 class ValidityKeys:
-    """Ed25519 keys with validity periods: the last one signs (when private), every one
-    verifies. Subclasses set `filename` (in BROEN_KEYS_DIR), `algorithm` (the JWS `alg`)
-    and `label` (what messages call the set)."""
+    """Ed25519 keys with validity periods: the last one whose not_before has come signs (when
+    private), every one verifies. Subclasses set `filename` (in BROEN_KEYS_DIR), `algorithm`
+    (the JWS `alg`) and `label` (what messages call the set); `not_before_required = False`
+    accepts keys without one (valid since ever)."""
 
     filename: ClassVar[str | None] = None
     algorithm: ClassVar[str] = "Ed25519"
     label: ClassVar[str] = "signing keys"
+    not_before_required: ClassVar[bool] = True
 
-    def __init__(self, keys: Sequence[ValidityKey]) -> None:
+    def __init__(
+        self,
+        keys: Sequence[ValidityKey],
+        *,
+        file: WatchedKeyFile[tuple[ValidityKey, ...]] | None = None,
+    ) -> None:
+        self._static = self._checked(keys, self.label)
+        self._file = file
+
+    @classmethod
+    def _checked(cls, keys: Sequence[ValidityKey], where: str) -> tuple[ValidityKey, ...]:
         if not keys:
-            raise SigningKeyError(f"no {self.label}")
-        self.keys = tuple(keys)
-        self._by_kid = {key.kid: key for key in self.keys}
-        if len(self._by_kid) != len(self.keys):
-            raise SigningKeyError(f"{self.label}: two keys share a kid")
+            raise SigningKeyError(f"no {cls.label}")
+        if len({key.kid for key in keys}) != len(keys):
+            raise SigningKeyError(f"{where}: two keys share a kid")
+        return tuple(keys)
 
     @classmethod
     def load(cls, keys_dir: Path, filename: str | None = None) -> Self:
-        """The key set in `keys_dir / filename` (by default the class's file), whose last key
-        (the signing key) is private."""
+        """The key set in `keys_dir / filename` (by default the class's file), whose signing
+        keys are private, re-read when the file is replaced."""
         filename = filename or cls.filename
         if filename is None:
             raise TypeError(f"{cls.__name__}.load needs the name of the key file")
         path = keys_dir / filename
-        keys = cls.from_jwks(read_json(keys_dir, filename), str(path))
-        if not keys.signer.key.is_private:
-            raise SigningKeyError(
-                f"{path}: the last key ({keys.signer.kid}) signs, so it must be a private key "
-                '(with its "d"); this file holds only its public part'
-            )
-        return keys
+
+        def parse(data: Any) -> tuple[ValidityKey, ...]:
+            keys = cls._parse(data, str(path))
+            now = datetime.now(UTC)
+            signer = _signer_at(keys, now)
+            for key in keys[keys.index(signer) :]:  # the one signing now, and any after it
+                if not key.key.is_private:
+                    raise SigningKeyError(
+                        f"{path}: key {key.kid} signs, so it must be a private key (with its "
+                        '"d"); this file holds only its public part'
+                    )
+            return keys
+
+        file = WatchedKeyFile(path, parse)
+        return cls(file.get(), file=file)
 
     @classmethod
     def from_jwks(cls, data: Any, where: str | None = None) -> Self:
         """Keys from a JWKS, private or public (the published set verifies as well)."""
-        where = where or cls.label
+        return cls(cls._parse(data, where or cls.label))
+
+    @classmethod
+    def _parse(cls, data: Any, where: str) -> tuple[ValidityKey, ...]:
         try:
             imported = KeySet.import_key_set(data).keys
             members = list(data["keys"])
@@ -154,24 +181,46 @@ class ValidityKeys:
                     f"{where}: key {key.kid} is for alg {member['alg']!r}, "
                     f"these keys sign with {cls.algorithm!r}"
                 )
-            if "not_before" not in member:
+            if "not_before" not in member and cls.not_before_required:
                 raise SigningKeyError(f"{where}: key {key.kid} has no not_before")
+            not_before = member.get("not_before")
             not_after = member.get("not_after")
             keys.append(
                 ValidityKey(
                     key=key,
                     kid=str(key.kid),
-                    not_before=_parse_time(member["not_before"], f"{where}: {key.kid}"),
+                    not_before=SINCE_EVER
+                    if not_before is None
+                    else _parse_time(not_before, f"{where}: {key.kid}"),
                     not_after=None
                     if not_after is None
                     else _parse_time(not_after, f"{where}: {key.kid}"),
                 )
             )
-        return cls(keys)
+        return cls._checked(keys, where)
+
+    @property
+    def keys(self) -> tuple[ValidityKey, ...]:
+        """Every key, oldest first: as the file holds them now, for a set loaded from one."""
+        return self._static if self._file is None else self._file.get()
 
     @property
     def signer(self) -> ValidityKey:
-        return self.keys[-1]
+        return self.signer_at(datetime.now(UTC))
+
+    def signer_at(self, moment: datetime) -> ValidityKey:
+        """The key that signs at `moment`: the last one whose not_before has come by then."""
+        return _signer_at(self.keys, moment)
+
+    def find(self, kid: str) -> ValidityKey | None:
+        """The key `kid` names. An unknown kid makes a set loaded from a file look at it again
+        first: another process may have signed with a key a rotation just added."""
+        for key in self.keys:
+            if key.kid == kid:
+                return key
+        if self._file is not None and self._file.recheck():
+            return self.find(kid)
+        return None
 
     def public_jwks(self) -> dict[str, Any]:
         """Every verifying key, public parts only, with its validity period."""
@@ -179,9 +228,9 @@ class ValidityKeys:
         for validity_key in self.keys:
             public = validity_key.key.as_dict(private=False)
             public.pop("d", None)
-            public.update(
-                alg=self.algorithm, use="sig", not_before=format_time(validity_key.not_before)
-            )
+            public.update(alg=self.algorithm, use="sig")
+            if validity_key.not_before != SINCE_EVER:
+                public["not_before"] = format_time(validity_key.not_before)
             if validity_key.not_after is not None:
                 public["not_after"] = format_time(validity_key.not_after)
             else:
@@ -189,13 +238,13 @@ class ValidityKeys:
             published.append(public)
         return {"keys": published}
 
-    def sign(self, payload: bytes, *, typ: str) -> str:
-        """A compact JWS of `payload` by the signing key, header {alg, kid, typ}."""
-        header = {"alg": self.algorithm, "kid": self.signer.kid, "typ": typ}
+    def sign(self, payload: bytes, *, typ: str, at: datetime | None = None) -> str:
+        """A compact JWS of `payload` by the key that signs at `at` (default: now), header
+        {alg, kid, typ}."""
+        signer = self.signer_at(at or datetime.now(UTC))
+        header = {"alg": self.algorithm, "kid": signer.kid, "typ": typ}
         with _algorithm_in_use(self.algorithm):
-            return jws.serialize_compact(
-                header, payload, self.signer.key, algorithms=[self.algorithm]
-            )
+            return jws.serialize_compact(header, payload, signer.key, algorithms=[self.algorithm])
 
     def verify(self, token: str, *, typ: str) -> Verified:
         """Check a compact JWS: a known kid, this set's alg, `typ`, and the signature by the
@@ -205,7 +254,7 @@ class ValidityKeys:
         except (JoseError, ValueError, TypeError):
             raise InvalidSignature("not a compact JWS") from None
         kid = header.get("kid")
-        validity_key = self._by_kid.get(str(kid))
+        validity_key = self.find(kid) if isinstance(kid, str) else None
         if validity_key is None:
             raise InvalidSignature(f"signed with an unknown key {kid!r}")
         if header.get("typ") != typ or header.get("alg") != self.algorithm:
@@ -218,3 +267,15 @@ class ValidityKeys:
         except (JoseError, ValueError, TypeError):
             raise InvalidSignature(f"the signature does not verify with key {kid}") from None
         return Verified(payload=payload, key=validity_key)
+
+
+def _signer_at(keys: Sequence[ValidityKey], moment: datetime) -> ValidityKey:
+    # A rotation appends a key ahead of its time; until it comes the one before signs. (A
+    # single key stamped by a clock a little ahead of this one signs all the same.)
+    begun = [key for key in keys if key.not_before <= moment]
+    return begun[-1] if begun else keys[0]
+
+
+def kid_of(token: str) -> str:
+    """The kid in a compact JWS's protected header (unverified: for bookkeeping only)."""
+    return str(jws.extract_compact(token.encode()).protected["kid"])

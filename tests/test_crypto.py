@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -38,6 +39,21 @@ def test_data_keys_wrapped_by_an_old_master_key_stay_readable_after_rotation() -
     assert after.current == "k2"
     assert after.unwrap(wrapped, "p1") == data_key
     assert after.wrap(data_key, "p1").kid == "k2"
+
+
+def test_a_rotated_in_master_key_wraps_only_from_its_moment_on() -> None:
+    keys = {"k1": os.urandom(32), "k2": os.urandom(32)}
+    now = datetime.now(UTC)
+
+    def rotated(current_from: datetime) -> Keyring:
+        return Keyring(keys, "k2", os.urandom(32), previous="k1", current_from=current_from)
+
+    waiting, begun = rotated(now + timedelta(minutes=2)), rotated(now - timedelta(seconds=1))
+    data_key, wrapped = waiting.new_data_key("p1")
+
+    assert waiting.current == wrapped.kid == "k1"
+    assert begun.current == begun.wrap(data_key, "p1").kid == "k2"
+    assert begun.unwrap(wrapped, "p1") == data_key
 
 
 def test_a_data_key_unwraps_only_for_its_own_participant() -> None:

@@ -71,9 +71,9 @@ class InvalidReceipt(InvalidSignature):
 
 
 class ReceiptKeys(ValidityKeys):
-    """The receipt keys (`receipt-signing.jwks.json`): the last one signs, every one
-    verifies. "EdDSA" rather than "Ed25519" in the header, since that is the name most
-    verifiers know the signature by (PyJWT, for one, knows no other)."""
+    """The receipt keys (`receipt-signing.jwks.json`): the last one whose not_before has come
+    signs, every one verifies. "EdDSA" rather than "Ed25519" in the header, since that is the
+    name most verifiers know the signature by (PyJWT, for one, knows no other)."""
 
     filename = RECEIPT_SIGNING_JWKS
     algorithm = "EdDSA"
@@ -164,13 +164,14 @@ def sign_receipt(keys: ReceiptKeys, claims: dict[str, Any]) -> str:
     Refuses (SigningKeyError) when that key is not valid at the receipt's `iat`: such a
     receipt would never verify, so the keys need rotating."""
     signed_at = datetime.fromtimestamp(claims["iat"], UTC)
-    if not keys.signer.valid_at(signed_at):
+    signer = keys.signer_at(signed_at)
+    if not signer.valid_at(signed_at):
         raise SigningKeyError(
-            f"receipt key {keys.signer.kid} is not valid at {_rfc3339(signed_at)}: append a "
-            f"new key to {RECEIPT_SIGNING_JWKS}"
+            f"receipt key {signer.kid} is not valid at {_rfc3339(signed_at)}: append a "
+            f"new key to {RECEIPT_SIGNING_JWKS} (`broen admin keys rotate receipt-signing`)"
         )
     payload = json.dumps(claims, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return keys.sign(payload.encode(), typ=RECEIPT_TYPE)
+    return keys.sign(payload.encode(), typ=RECEIPT_TYPE, at=signed_at)
 
 
 def verify_receipt(keys: ReceiptKeys, token: str) -> dict[str, Any]:
