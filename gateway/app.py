@@ -28,6 +28,7 @@ from gateway.personvern import Personvern
 from gateway.policy import ConsentSource, load_policy
 from gateway.ratelimit import RateLimits
 from gateway.settings import GatewaySettings
+from gateway.statistics import router as statistics_router
 from shared.app import BodyLimits, install_common
 from shared.clients import Upstream
 from shared.crypto import Keyring
@@ -181,4 +182,5 @@ def create_app(
     app.include_router(consents_well_known)
     app.include_router(messages_router)
     app.include_router(events_router)
+    app.include_router(statistics_router)
     return app

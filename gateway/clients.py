@@ -20,9 +20,11 @@ from services.participant.schemas import (
     EventFactsQuery,
     OrganisationRead,
     ParticipantRead,
+    ProgrammeStatistics,
     RouteAnswer,
     RouteQuery,
     StaffRead,
+    StatisticsQuery,
 )
 from shared.clients import Upstream, UpstreamProblem
 from shared.internal_auth import CallerContext
@@ -121,6 +123,20 @@ class ParticipantClient:
                 return None
             raise
         return OrganisationRead.model_validate_json(response.content)
+
+    async def programme_statistics(
+        self, caller: CallerContext, query: StatisticsQuery
+    ) -> ProgrammeStatistics:
+        """The statistics of the caller's organisation's programme places, already
+        suppressed by the service: no small count reaches the gateway."""
+        answer, _ = await self.upstream.fetch(
+            ProgrammeStatistics,
+            "GET",
+            "/internal/v1/statistics/programmes",
+            caller,
+            params=query.model_dump(mode="json", by_alias=True),
+        )
+        return answer
 
     async def identify(self, national_id: str) -> CitizenIdentity:
         """Who a citizen with this national id is to Broen (the number goes in the body)."""

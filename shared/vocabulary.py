@@ -20,7 +20,9 @@ Role = Literal[
     "kontaktperson",
     "opplaeringskoordinator",
     "ot_radgiver",
+    # Neither reads participants: the auditor reads the audit log, both the statistics.
     "auditor",
+    "trial_lead",
 ]
 ROLES: tuple[str, ...] = Role.__args__  # type: ignore[attr-defined]
 

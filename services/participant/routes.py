@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 from pydantic import AwareDatetime
 
 from services.participant import (
@@ -43,10 +43,12 @@ from services.participant.schemas import (
     ProgrammeCreate,
     ProgrammePage,
     ProgrammeRead,
+    ProgrammeStatistics,
     ProgrammeUpdate,
     RouteAnswer,
     RouteQuery,
     StaffRead,
+    StatisticsQuery,
     TimelinePage,
     UnitList,
     UnitRead,
@@ -429,3 +431,12 @@ async def read_event_facts(
         if (spec := catalogue.types.get(event_type)) is not None
     }
     return json_response(await service.event_facts(session, keyring, caller, data, categories))
+
+
+@internal.get("/statistics/programmes", responses=problem_responses(422))
+async def read_programme_statistics(
+    query: Annotated[StatisticsQuery, Query()], session: ReadSessionDep, caller: CallerDep
+) -> ProgrammeStatistics:
+    """Your organisation's programme places starting in the period, counted, small counts
+    suppressed."""
+    return await service.programme_statistics(session, caller, query)

@@ -580,3 +580,69 @@ class EventFacts(BaseModel):
     agency_types: dict[str, AgencyType] = Field(default_factory=dict)
     routing_handles: dict[uuid.UUID, str] = Field(default_factory=dict)
     payload_categories: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+
+# --- programme statistics (aggregates only) ------------------------------------------------
+
+
+class StatisticsQuery(BaseModel):
+    """The programme places counted: those starting in one calendar year. Only whole years,
+    one at a time: two overlapping periods could be subtracted from each other to recover
+    what suppression hides, and years do not overlap (a reader's own sum of several years
+    shows nothing the years do not)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    year: int = Field(ge=2000, le=2100, description="The year the counted places started in.")
+
+    @property
+    def starts_from(self) -> date:
+        return date(self.year, 1, 1)
+
+    @property
+    def starts_before(self) -> date:
+        return date(self.year + 1, 1, 1)
+
+
+class Count(BaseModel):
+    value: int | None = Field(description="null when suppressed.")
+    suppressed: bool
+
+
+class Counts(BaseModel):
+    """The measures of one group of programme places. An outcome counts when the
+    participant's timeline holds the event on or after the place's start date (UTC), from
+    any organisation, and no later event corrects it."""
+
+    places: Count = Field(description="Programme places starting in the period.")
+    started: Count = Field(description="Of them, with `opplaering.startet` (training started).")
+    fagbrev: Count = Field(description="Of them, with `fagbrev` (trade certificate awarded).")
+    work: Count = Field(description="Of them, with `arbeid` (outcome: in work).")
+
+
+class ProgrammeCounts(BaseModel):
+    programme: str
+    county: str | None = Field(
+        description="The county of the organisation running the places; null if not recorded."
+    )
+    by_status: dict[ProgrammeStatus, Counts] = Field(
+        description="By the place's status now; `completed` holds the completed places."
+    )
+    total: Counts
+
+
+class Suppression(BaseModel):
+    threshold: int = Field(description="Counts from 1 to threshold - 1 are suppressed.")
+    rule: str
+
+
+class ProgrammeStatistics(BaseModel):
+    """Counts of the programme places an organisation runs, by programme, county and status,
+    with the outcomes reached; small counts suppressed. No individual data."""
+
+    orgnr: str = Field(description="The organisation whose places these are (the caller's).")
+    period: StatisticsQuery
+    programmes: list[ProgrammeCounts]
+    by_status: dict[ProgrammeStatus, Counts] = Field(description="The totals per status.")
+    total: Counts
+    suppression: Suppression

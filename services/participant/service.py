@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from stdnum.no import fodselsnummer
 
-from services.participant import store
+from services.participant import statistics, store
 from services.participant.errors import CallerOrganisationUnknown, ParticipantNotFound
 from services.participant.models import Attribute, Organisation, OutboxEvent
 from services.participant.schemas import (
@@ -25,7 +25,9 @@ from services.participant.schemas import (
     ParticipantCreate,
     ParticipantRead,
     ParticipantUpdate,
+    ProgrammeStatistics,
     Provenance,
+    StatisticsQuery,
     SubjectFacts,
 )
 from shared.crypto import Keyring, WrappedKey, associated_data, open_sealed, seal
@@ -412,3 +414,18 @@ def _apply_strictest_protection(
         candidates = [a for a in attributes if a.field == field and strictness(a) > 0]
         if candidates:
             chosen[field] = max(candidates, key=strictness)
+
+
+async def programme_statistics(
+    session: AsyncSession, caller: CallerContext, query: StatisticsQuery
+) -> ProgrammeStatistics:
+    """The statistics of the programme places the caller's own organisation runs: an
+    organisation is the controller of its places, and sees no one else's."""
+    organisation = await caller_organisation(session, caller)
+    counts = await store.programme_counts(
+        session,
+        orgnr=organisation.orgnr,
+        starts_from=query.starts_from,
+        starts_before=query.starts_before,
+    )
+    return statistics.tabulate(counts, orgnr=organisation.orgnr, period=query)

@@ -5,16 +5,21 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import (
     Date,
+    DateTime,
     String,
     Uuid,
     and_,
     bindparam,
+    case,
+    cast,
     delete,
     exists,
+    func,
     inspect,
     or_,
     select,
@@ -25,7 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from services.participant.models import (
@@ -647,3 +652,70 @@ async def unit_with_organisation(
         )
     ).one_or_none()
     return None if row is None else (row[0], row[1])
+
+
+# --- programme statistics --------------------------------------------------------------------
+
+# The timeline event that marks each outcome the statistics count.
+OUTCOME_EVENTS = {"started": "opplaering.startet", "fagbrev": "fagbrev", "work": "arbeid"}
+
+
+@dataclass(frozen=True)
+class ProgrammeCount:
+    """The programme places of one programme, county and status, and how many of them
+    reached each outcome."""
+
+    programme: str
+    county: str | None
+    status: str
+    places: int
+    started: int
+    fagbrev: int
+    work: int
+
+
+async def programme_counts(
+    session: AsyncSession, *, orgnr: str, starts_from: date, starts_before: date
+) -> list[ProgrammeCount]:
+    """The organisation's programme places starting in [starts_from, starts_before), grouped
+    by programme, the organisation's county and status. A place reached an outcome when its
+    participant's timeline holds the outcome's event (from any organisation) on or after the
+    place's start date, and no later event corrects it."""
+    place = ProgrammeParticipation
+    if session.get_bind().dialect.name == "postgresql":
+        # The start of the first day in UTC; PostgreSQL would use the session's time zone.
+        since: ColumnElement[Any] | InstrumentedAttribute[date] = func.timezone(
+            "UTC", cast(place.starts_on, DateTime())
+        )
+    else:
+        # SQLite holds both as ISO text, the timestamps in UTC: '2026-08-17 22:00…' < '2026-08-18'.
+        since = place.starts_on
+    correction = aliased(Event)
+    corrected = select(correction.corrects).where(correction.corrects.is_not(None))
+
+    def reached(event_type: str) -> ColumnElement[int]:
+        event = exists().where(
+            Event.participant_id == place.participant_id,
+            Event.type == event_type,
+            Event.occurred_at >= since,
+            Event.id.not_in(corrected),
+        )
+        return func.count(case((event, 1)))
+
+    statement = (
+        select(
+            place.programme,
+            Organisation.county,
+            place.status,
+            func.count().label("places"),
+            *(reached(event_type).label(name) for name, event_type in OUTCOME_EVENTS.items()),
+        )
+        .join(Organisation, Organisation.orgnr == place.orgnr)
+        .where(
+            place.orgnr == orgnr,
+            place.starts_on >= starts_from,
+            place.starts_on < starts_before,
+        )
+        .group_by(place.programme, Organisation.county, place.status)
+    )
+    return [ProgrammeCount(**row) for row in (await session.execute(statement)).mappings()]
