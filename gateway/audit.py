@@ -74,9 +74,7 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 import time as _time
 import uuid
 from collections.abc import Sequence
@@ -92,7 +90,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 from gateway import store
 from shared.db import sqlite_writes, sqlite_writing
 from shared.internal_auth import CallerContext
-from shared.keys import AUDIT_SIGNING_JWKS
+from shared.keys import AUDIT_SIGNING_JWKS, replace_json_file
 from shared.metrics import AUDIT_APPENDS, AUDIT_BATCHES, AUDIT_FAILURES
 from shared.problems import ServiceUnavailable
 from shared.signing import InvalidSignature, SigningKeyError, ValidityKeys, format_time, kid_of
@@ -522,17 +520,7 @@ def export_head(path: Path, head: SignedHead) -> bool:
     with contextlib.suppress(FileNotFoundError, ValueError, TypeError, KeyError):
         if int(json.loads(path.read_text())["seq"]) > head.seq:
             return False
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(head.as_json(), handle, indent=2)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+    replace_json_file(path, head.as_json())
     return True
 
 

@@ -103,9 +103,10 @@ def write_secret_json(path: Path, value: Any) -> None:
         json.dump(value, handle, indent=2)
 
 
-def replace_secret_json(path: Path, value: Any) -> None:
-    """Replace the key file `path` whole: written (0600) to a temporary file beside it, then
-    renamed over it, so a process reading it sees the old version or the new, never half."""
+def replace_json_file(path: Path, value: Any) -> None:
+    """Replace the file `path` whole (a key file, the exported audit head): written (0600)
+    to a temporary file beside it, then renamed over it, so a process reading it sees the
+    old version or the new, never half."""
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as handle:
@@ -306,7 +307,7 @@ def rotate_signing_keys(
         retiring["not_after"] = stamp(retires_at)
     added = new_key(signs_from)
     members.append(added)
-    replace_secret_json(keys_dir / name, data)
+    replace_json_file(keys_dir / name, data)
     return {
         "file": name,
         "kid": added["kid"],
@@ -331,7 +332,7 @@ def prune_retired_keys(
         (dropped if expired else kept).append(member)
     if dropped:
         data["keys"] = [*kept, members[-1]]
-        replace_secret_json(keys_dir / name, data)
+        replace_json_file(keys_dir / name, data)
     return [str(member["kid"]) for member in dropped]
 
 
@@ -356,7 +357,7 @@ def rotate_master_key(
     data["master_keys"][kid] = new_symmetric_key()
     data["previous"], data["current"] = data["current"], kid
     data["current_from"] = stamp(now + delay)
-    replace_secret_json(keys_dir / name, data)
+    replace_json_file(keys_dir / name, data)
     return {
         "file": name,
         "kid": kid,
@@ -389,4 +390,4 @@ def drop_master_key(keys_dir: Path, component: str, kid: str, *, now: datetime) 
     del data["master_keys"][kid]
     if data.get("previous") == kid:
         del data["previous"], data["current_from"]
-    replace_secret_json(keys_dir / name, data)
+    replace_json_file(keys_dir / name, data)
