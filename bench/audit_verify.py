@@ -3,8 +3,10 @@
 Fills a throwaway gateway database with BENCH_AUDIT_ENTRIES (default 1,000,000) chained
 entries of a realistic size (a staff caller, two fields released, two withheld), bulk-
 inserted from precomputed rows, signs and exports a head, then runs the verification
-(`gateway.audit.verify`, and the `broen audit verify` command end to end) and prints
-entries/s and the seconds against the goal. SQLite always; PostgreSQL too when
+(`gateway.audit.verify`, BENCH_ROUNDS times (3) for its median and spread, and the
+`broen audit verify` command end to end once) and prints entries/s and the seconds
+against the goal; the figures also go to BENCH_RESULTS_DIR/audit_verify.json (default
+var/bench/). SQLite always; PostgreSQL too when
 127.0.0.1:5432 answers (BENCH_AUDIT_POSTGRES_URL overrides the server), in a database of
 its own that is dropped afterwards. Figures, not asserts. Everything is removed at the end;
 the whole run is cut off after BENCH_AUDIT_TIMEOUT seconds (default 900).
@@ -17,6 +19,7 @@ import os
 import signal
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +36,7 @@ if str(ROOT) not in sys.path:  # `python bench/audit_verify.py` puts bench/ firs
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 
+from bench.common import Results, rounds_from_env, spread, spread_text  # noqa: E402
 from gateway import audit  # noqa: E402
 from gateway.audit import (  # noqa: E402
     AuditCaller,
@@ -162,22 +166,33 @@ async def timed_verify(url: str, keys: AuditKeys, head_file: Path) -> audit.Veri
         await engine.dispose()
 
 
-def run_backend(name: str, url: str, keys_dir: Path, head_file: Path, fill: Any) -> None:
+def run_backend(
+    name: str, url: str, keys_dir: Path, head_file: Path, fill: Any, rounds: int
+) -> dict[str, Any]:
     print(f"\n== {name}: {ENTRIES:,} entries")
     upgrade(MIGRATIONS, url)
     started = time.perf_counter()
     fill()
-    print(f"filled in {time.perf_counter() - started:.1f} s (bulk insert of precomputed rows)")
+    filled = time.perf_counter() - started
+    print(f"filled in {filled:.1f} s (bulk insert of precomputed rows)")
     keys = AuditKeys.load(keys_dir)
     asyncio.run(sign_and_export(url, keys, head_file))
 
-    report = asyncio.run(timed_verify(url, keys, head_file))
-    verdict = "within" if report.seconds <= GOAL_SECONDS else "OVER"
-    print(
-        f"verify (gateway.audit.verify): ok={report.ok} entries={report.entries:,} "
-        f"{report.seconds:.2f} s, {report.entries / report.seconds:,.0f} entries/s "
-        f"-> {verdict} the {GOAL_SECONDS:.0f} s goal"
-    )
+    seconds = []
+    ok = True
+    for round_no in range(1, rounds + 1):
+        report = asyncio.run(timed_verify(url, keys, head_file))
+        seconds.append(report.seconds)
+        ok = ok and report.ok and report.entries == ENTRIES
+        verdict = "within" if report.seconds <= GOAL_SECONDS else "OVER"
+        print(
+            f"verify (gateway.audit.verify) round {round_no}: ok={report.ok} "
+            f"entries={report.entries:,} {report.seconds:.2f} s, "
+            f"{report.entries / report.seconds:,.0f} entries/s -> {verdict} the "
+            f"{GOAL_SECONDS:.0f} s goal"
+        )
+    if rounds > 1:
+        print(f"verify, median (min–max) of {rounds} rounds: {spread_text(seconds)} s")
 
     env = {
         **os.environ,
@@ -195,12 +210,24 @@ def run_backend(name: str, url: str, keys_dir: Path, head_file: Path, fill: Any)
         timeout=TIMEOUT,
     )
     wall = time.perf_counter() - started
+    first = command.stdout.strip().splitlines()[0] if command.stdout.strip() else ""
     print(
         f"broen audit verify (process, start-up included): exit {command.returncode}, "
-        f"{wall:.2f} s wall; {command.stdout.strip().splitlines()[0] if command.stdout else ''}"
+        f"{wall:.2f} s wall; {first}"
     )
     if command.returncode != 0:
         print(command.stderr.strip()[-2000:])
+    return {
+        "backend": name,
+        "entries": ENTRIES,
+        "fill_s": filled,
+        "ok": ok,
+        "verify_s": spread(seconds),
+        "verify_rounds_s": seconds,
+        "entries_per_s": ENTRIES / statistics.median(seconds),
+        "cli_exit": command.returncode,
+        "cli_wall_s": wall,
+    }
 
 
 def postgres_base_url() -> str | None:
@@ -227,41 +254,64 @@ def _timed_out(*_: object) -> None:
     raise TimeoutError(f"benchmark cut off after {TIMEOUT} s")
 
 
-def main() -> None:
+def main() -> int:
     signal.signal(signal.SIGALRM, _timed_out)
     signal.alarm(TIMEOUT)
-    with tempfile.TemporaryDirectory(prefix="broen-audit-bench-") as workdir:
-        work = Path(workdir)
-        keys_dir = work / "keys"
-        init_keys_dir(keys_dir)
-        database = work / "gateway.db"
-        run_backend(
-            "SQLite",
-            f"sqlite+aiosqlite:///{database}",
-            keys_dir,
-            work / "head-sqlite.json",
-            lambda: fill_sqlite(database, ENTRIES),
-        )
-        database.unlink()
-        base = postgres_base_url()
-        if base is None:
-            print("\n== PostgreSQL: nothing answers on 127.0.0.1:5432, skipped")
-            return
-        name = f"broen_bench_audit_{uuid.uuid4().hex[:8]}"
-        url = base.rsplit("/", 1)[0] + "/" + name
-        asyncio.run(_admin(base, f'CREATE DATABASE "{name}"'))
-        try:
-            run_backend(
-                "PostgreSQL",
-                url,
-                keys_dir,
-                work / "head-postgresql.json",
-                lambda: asyncio.run(fill_postgres(url, ENTRIES)),
+    rounds = rounds_from_env(3)
+    results = Results("audit_verify", {"entries": ENTRIES, "rounds": rounds, "timeout_s": TIMEOUT})
+    results.data["goal_s"] = GOAL_SECONDS
+    backends: list[dict[str, Any]] = []
+    results.data["backends"] = backends
+    try:
+        with tempfile.TemporaryDirectory(prefix="broen-audit-bench-") as workdir:
+            work = Path(workdir)
+            keys_dir = work / "keys"
+            init_keys_dir(keys_dir)
+            database = work / "gateway.db"
+            backends.append(
+                run_backend(
+                    "sqlite",
+                    f"sqlite+aiosqlite:///{database}",
+                    keys_dir,
+                    work / "head-sqlite.json",
+                    lambda: fill_sqlite(database, ENTRIES),
+                    rounds,
+                )
             )
-        finally:
-            signal.alarm(0)
-            asyncio.run(_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            database.unlink()
+            base = postgres_base_url()
+            if base is None:
+                print("\n== PostgreSQL: nothing answers on 127.0.0.1:5432, skipped")
+                results.data["notes"].append("PostgreSQL: skipped, nothing answers on 5432.")
+                return 0
+            name = f"broen_bench_audit_{uuid.uuid4().hex[:8]}"
+            url = base.rsplit("/", 1)[0] + "/" + name
+            asyncio.run(_admin(base, f'CREATE DATABASE "{name}"'))
+            try:
+                backends.append(
+                    run_backend(
+                        "postgresql",
+                        url,
+                        keys_dir,
+                        work / "head-postgresql.json",
+                        lambda: asyncio.run(fill_postgres(url, ENTRIES)),
+                        rounds,
+                    )
+                )
+            finally:
+                signal.alarm(0)
+                asyncio.run(_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    except BaseException as exc:
+        results.data["failed"] = True
+        results.data["notes"].append(f"FAILED: {type(exc).__name__}: {exc}")
+        raise
+    finally:
+        results.data["failed"] = results.data["failed"] or any(
+            not b["ok"] or b["cli_exit"] != 0 for b in backends
+        )
+        results.write()
+    return 1 if results.data["failed"] else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -10,17 +10,20 @@ participant, then measures `GET /api/v1/participants/{id}`:
   * directly from the participant service (`Broen-Internal-Token`, signed here),
 
 at 8 and 32 concurrent connections, with wrk when it is installed (otherwise with a
-small asyncio + httpx load generator in this script). For each run it prints req/s,
-p50/p99 latency and the CPU time per request of every process involved, taken from
+small asyncio + httpx load generator in this script). Each round measures direct and
+gateway back to back at each connection count, so each round gives its own ratio; the
+rounds give each figure as a median with its spread (min–max). For each run it prints
+req/s, p50/p99 latency and the CPU time per request of every process involved, taken from
 /proc/<pid>/stat. Runs on SQLite, and on PostgreSQL when one answers on 127.0.0.1:5432.
 When ../shared/bench is set up (see its README), its naive proxy (proxy.py in front of
-dbread.py) is measured the same way, for comparison.
+dbread.py) is measured the same way, for comparison. The figures also go to
+BENCH_RESULTS_DIR/run.json (default var/bench/) for bench/report.py.
 
-Environment: BENCH_DURATION (s, default 10), BENCH_WARMUP (s, default 2),
-BENCH_BACKENDS ("sqlite,postgresql"; default: both, PostgreSQL only when reachable),
-BENCH_CONNECTIONS ("8,32"), BENCH_THREADS (wrk threads, 2), BENCH_LOADGEN (wrk|python),
-BENCH_NAIVE (1; 0 skips the naive baseline), BENCH_SHARED_DIR (../shared/bench),
-BENCH_NAIVE_VENV (/tmp/benchvenv).
+Environment: BENCH_DURATION (s, default 10), BENCH_WARMUP (s, default 2, before the first
+round only), BENCH_ROUNDS (3), BENCH_BACKENDS ("sqlite,postgresql"; default: both,
+PostgreSQL only when reachable), BENCH_CONNECTIONS ("8,32"), BENCH_THREADS (wrk threads,
+2), BENCH_LOADGEN (wrk|python), BENCH_NAIVE (1; 0 skips the naive baseline),
+BENCH_SHARED_DIR (../shared/bench), BENCH_NAIVE_VENV (/tmp/benchvenv).
 
 Figures, not asserts: the goal in docs/PERFORMANCE.md (gateway/direct >= 0.5 with policy and
 audit) is something to read off the table, never something this script enforces.
@@ -30,20 +33,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import pwd
-import resource
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -57,13 +56,37 @@ if str(ROOT) not in sys.path:  # `python bench/run.py` puts bench/ first, not th
 from joserfc import jwt  # noqa: E402
 from joserfc.jwk import OKPKey  # noqa: E402
 
+from bench.common import (  # noqa: E402
+    LOOPBACK,
+    NCPU,
+    BenchError,
+    Interrupted,
+    Processes,
+    Results,
+    backends_from_env,
+    broen_env,
+    broen_executable,
+    busy_pct,
+    catch_signals,
+    cpu_per,
+    env_float,
+    env_int,
+    free_port,
+    log,
+    other_pct,
+    pct,
+    postgres_admin,
+    postgres_answers,
+    rounds_from_env,
+    snapshot,
+    spread,
+    spread_text,
+)
 from shared.internal_auth import HEADER as INTERNAL_HEADER  # noqa: E402
 from shared.internal_auth import CallerContext, InternalTokenSigner  # noqa: E402
 from shared.keys import init_keys_dir, load_internal_signing_key  # noqa: E402
 from shared.migrations import upgrade  # noqa: E402
 
-LOOPBACK = "127.0.0.1"
-POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 ORGNR, AGENCY_TYPE = "310123455", "skole"  # synthetic organisation number (valid check digit)
 CLIENT_ID = "bench-client"
 SCOPES = ("participants:read", "participants:write")
@@ -73,14 +96,11 @@ MIGRATIONS = {
     "participant": ROOT / "services" / "participant" / "migrations",
     "consent": ROOT / "services" / "consent" / "migrations",
 }
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-NCPU = os.cpu_count() or 1
-START_TIMEOUT_S = 45.0
-STOP_TIMEOUT_S = 10.0
 NAIVE_VENV = "/tmp/benchvenv"  # noqa: S108 - where ../shared/bench/README.md puts it
 NAIVE_DSN = "postgresql://bench:bench@127.0.0.1:5432/benchdb"  # its documented role
 WRK_TIMEOUT_S = 10  # a slower answer is a timeout (an error), not a latency sample
 MAX_DURATION_S = 50.0  # an internal token lives 60 s; one is signed per wrk run
+GOAL_RATIO = 0.5  # gateway/direct with policy and audit (docs/PERFORMANCE.md)
 WRK_LUA = r"""
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -92,32 +112,14 @@ end
 """
 
 
-class BenchError(RuntimeError):
-    """A set-up step failed; the message says which and why."""
-
-
-class Interrupted(BaseException):
-    """SIGTERM: unwind like Ctrl-C, so every started process is stopped."""
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 # --- configuration ----------------------------------------------------------------------------
-
-
-def _float_env(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        raise BenchError(f"{name} must be a number of seconds") from None
 
 
 @dataclass(frozen=True)
 class Config:
     duration: float
     warmup: float
+    rounds: int
     connections: tuple[int, ...]
     threads: int
     backends: tuple[str, ...]
@@ -129,7 +131,7 @@ class Config:
 
     @classmethod
     def from_env(cls) -> Config:
-        duration = _float_env("BENCH_DURATION", 10.0)
+        duration = env_float("BENCH_DURATION", 10.0)
         if duration > MAX_DURATION_S:
             log(
                 f"BENCH_DURATION={duration:g} capped at {MAX_DURATION_S:g} s "
@@ -137,13 +139,13 @@ class Config:
             )
             duration = MAX_DURATION_S
         duration = max(duration, 1.0)
-        warmup = min(max(_float_env("BENCH_WARMUP", 2.0), 0.0), MAX_DURATION_S)
+        warmup = min(max(env_float("BENCH_WARMUP", 2.0), 0.0), MAX_DURATION_S)
         connections = tuple(
             int(c)
             for c in os.environ.get("BENCH_CONNECTIONS", "8,32").replace(" ", ",").split(",")
             if c.strip()
         )
-        threads = int(os.environ.get("BENCH_THREADS", "2"))
+        threads = env_int("BENCH_THREADS", 2)
         wanted = os.environ.get("BENCH_LOADGEN", "wrk")
         if wanted == "python":
             loadgen, note = (
@@ -159,23 +161,13 @@ class Config:
                 "generator in this script; it shares the cores with the servers and costs "
                 "far more CPU per request than wrk, so req/s are lower than wrk's would be"
             )
-        default_backends = "sqlite,postgresql" if _postgres_answers() else "sqlite"
-        backends = tuple(
-            b.strip()
-            for b in os.environ.get("BENCH_BACKENDS", default_backends).split(",")
-            if b.strip()
-        )
-        for backend in backends:
-            if backend not in ("sqlite", "postgresql"):
-                raise BenchError(
-                    f"BENCH_BACKENDS: unknown backend {backend!r} (sqlite, postgresql)"
-                )
         return cls(
             duration=duration,
             warmup=warmup,
+            rounds=rounds_from_env(3),
             connections=connections,
             threads=threads,
-            backends=backends,
+            backends=backends_from_env(),
             loadgen=loadgen,
             loadgen_note=note,
             naive=os.environ.get("BENCH_NAIVE", "1") != "0",
@@ -183,183 +175,16 @@ class Config:
             naive_venv=Path(os.environ.get("BENCH_NAIVE_VENV", NAIVE_VENV)),
         )
 
-
-def _postgres_answers() -> bool:
-    try:
-        with socket.create_connection((LOOPBACK, 5432), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
-# --- processes --------------------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    port: int
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def log_tail(self, lines: int = 25) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-
-class Processes:
-    """Every process this script starts, stopped by PID (latest first) whatever happens."""
-
-    def __init__(self) -> None:
-        self.servers: list[Server] = []
-
-    def start(
-        self,
-        name: str,
-        argv: list[str],
-        env: dict[str, str],
-        port: int,
-        logdir: Path,
-        cwd: Path = ROOT,
-        health_path: str = "/healthz",
-    ) -> Server:
-        log_path = logdir / f"{name}.log"
-        handle = log_path.open("ab")
-        try:
-            process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-                argv,
-                env=env,
-                cwd=cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        finally:
-            handle.close()
-        server = Server(name, process, log_path, port)
-        self.servers.append(server)
-        self._wait_healthy(server, health_path)
-        return server
-
-    @staticmethod
-    def _wait_healthy(server: Server, path: str) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        url = f"http://{LOOPBACK}:{server.port}{path}"
-        while time.monotonic() < deadline:
-            if server.process.poll() is not None:
-                raise BenchError(
-                    f"{server.name} exited with {server.process.returncode} while starting; "
-                    f"log {server.log_path}:\n{server.log_tail()}"
-                )
-            with suppress(httpx.HTTPError):
-                if httpx.get(url, timeout=1.0).status_code < 500:
-                    return
-            time.sleep(0.1)
-        raise BenchError(
-            f"{server.name} did not answer {url} within {START_TIMEOUT_S:.0f} s; "
-            f"log {server.log_path}:\n{server.log_tail()}"
-        )
-
-    def stop(self, server: Server) -> None:
-        process = server.process
-        if process.poll() is None:
-            with suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                log(
-                    f"{server.name} (pid {process.pid}) ignored SIGTERM for "
-                    f"{STOP_TIMEOUT_S:.0f} s; killing it"
-                )
-                with suppress(ProcessLookupError):
-                    process.kill()
-                process.wait(timeout=STOP_TIMEOUT_S)
-        if server in self.servers:
-            self.servers.remove(server)
-
-    def stop_all(self) -> None:
-        for server in reversed(list(self.servers)):
-            try:
-                self.stop(server)
-            except Exception as exc:  # keep stopping the others
-                log(f"could not stop {server.name} (pid {server.pid}): {exc}")
-
-
-def broen_env(extra: dict[str, str]) -> dict[str, str]:
-    """The caller's environment without any BROEN_* (so never dev mode), plus `extra`. The
-    load comes from one client per organisation, far past a client's rate limit: the
-    benchmarks measure the platform, not the limit."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BROEN_")}
-    env["BROEN_GATEWAY_RATE_LIMIT"] = "100000000/minute"
-    env.update(extra)
-    return env
-
-
-# --- CPU accounting ---------------------------------------------------------------------------
-
-
-def proc_ticks(pid: int) -> int:
-    """utime + stime of one process, in clock ticks (0 if it is gone)."""
-    try:
-        data = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0
-    fields = data[data.rindex(")") + 2 :].split()  # after "pid (comm) "; comm may hold spaces
-    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
-
-
-def postgres_pids() -> list[int]:
-    try:
-        uid = pwd.getpwnam("postgres").pw_uid
-    except KeyError:
-        return []
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with suppress(OSError):
-                if entry.stat().st_uid == uid:
-                    pids.append(int(entry.name))
-    return pids
-
-
-def machine_ticks() -> tuple[int, int]:
-    """(busy, idle) ticks over all CPUs, from /proc/stat."""
-    parts = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = parts[3] + parts[4]
-    return sum(parts[:8]) - idle, idle
-
-
-@dataclass
-class CpuSnapshot:
-    per_process: dict[str, int]
-    postgres: dict[int, int]  # pid -> ticks
-    machine: tuple[int, int]
-    loadgen_s: float
-
-
-def snapshot(processes: dict[str, int], with_postgres: bool) -> CpuSnapshot:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk, once it has been waited for
-    return CpuSnapshot(
-        per_process={name: proc_ticks(pid) for name, pid in processes.items()},
-        postgres={p: proc_ticks(p) for p in postgres_pids()} if with_postgres else {},
-        machine=machine_ticks(),
-        loadgen_s=own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime,
-    )
+    def settings(self) -> dict[str, Any]:
+        return {
+            "duration_s": self.duration,
+            "warmup_s": self.warmup,
+            "rounds": self.rounds,
+            "connections": list(self.connections),
+            "backends": list(self.backends),
+            "load_generator": self.loadgen_note,
+            "wrk_threads": self.threads if self.loadgen == "wrk" else None,
+        }
 
 
 # --- load generation --------------------------------------------------------------------------
@@ -453,18 +278,11 @@ async def _python_load(url: str, headers: dict[str, str], connections: int, seco
             asyncio.gather(*(worker() for _ in range(connections))), timeout=seconds + 30
         )
         elapsed = loop.time() - started
-    latencies.sort()
-
-    def pct(p: float) -> float:
-        return (
-            latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else 0.0
-        )
-
     return Load(
         len(latencies),
         elapsed,
-        pct(0.50),
-        pct(0.99),
+        pct(latencies, 0.50),
+        pct(latencies, 0.99),
         counts["non2xx"],
         counts["sockerr"],
         counts["timeouts"],
@@ -489,9 +307,11 @@ class Row:
     suite: str  # "sqlite", "postgresql", "naive"
     target: str  # "gateway" / "direct" (or "proxy" / "dbread")
     connections: int
+    round: int  # 1, 2, ...
     load: Load
     cpu_ms: dict[str, float]  # per request
     busy_pct: float
+    other_pct: float  # the machine's CPU used by processes outside the bench
     notes: list[str] = field(default_factory=list)  # make the figures invalid
     info: list[str] = field(default_factory=list)
 
@@ -501,14 +321,16 @@ def measure(
     suite: str,
     target: str,
     url: str,
-    headers_for: Any,
+    headers_for: Callable[[], dict[str, str]],
     connections: int,
+    round_no: int,
     processes: dict[str, int],
     with_postgres: bool,
     lua: Path,
 ) -> Row:
-    """Warm-up (discarded), then one measured run; headers are made fresh for each run."""
-    if config.warmup > 0:
+    """One measured run (after a discarded warm-up in the first round); headers are made
+    fresh for each run."""
+    if config.warmup > 0 and round_no == 1:
         generate_load(config, url, headers_for(), connections, config.warmup, lua)
         time.sleep(0.5)
     headers = headers_for()
@@ -516,26 +338,23 @@ def measure(
     load = generate_load(config, url, headers, connections, config.duration, lua)
     after = snapshot(processes, with_postgres)
     time.sleep(0.5)  # let in-flight work drain before the next run
-    n = max(load.requests, 1)
-    cpu_ms = {
-        name: (after.per_process[name] - before.per_process[name]) * 1000 / CLK_TCK / n
-        for name in processes
-    }
+    cpu_ms = cpu_per(before, after, processes, with_postgres, load.requests)
     info = []
     if with_postgres:
-        # Per PID: a backend started during the run counts from 0; one that exited during
-        # the run is lost (its last ticks are not readable any more), never subtracted.
-        ticks = sum(t - before.postgres.get(pid, 0) for pid, t in after.postgres.items() if t)
-        cpu_ms["postgres"] = ticks * 1000 / CLK_TCK / n
         started = len(after.postgres.keys() - before.postgres.keys())
         ended = len(before.postgres.keys() - after.postgres.keys())
         if started or ended:
             info.append(f"postgres processes: {started} started, {ended} ended during the run")
-    cpu_ms["loadgen"] = (after.loadgen_s - before.loadgen_s) * 1000 / n
-    busy = after.machine[0] - before.machine[0]
-    idle = after.machine[1] - before.machine[1]
     row = Row(
-        suite, target, connections, load, cpu_ms, 100.0 * busy / max(busy + idle, 1), info=info
+        suite,
+        target,
+        connections,
+        round_no,
+        load,
+        cpu_ms,
+        busy_pct(before, after),
+        other_pct(before, after, with_postgres),
+        info=info,
     )
     if load.errors:
         row.notes.append(
@@ -544,7 +363,7 @@ def measure(
         )
     cpus = " ".join(f"{k}={v:.2f}" for k, v in cpu_ms.items())
     log(
-        f"  {suite:<10} {target:<8} c={connections:<3} {load.rps:8.0f} req/s  "
+        f"  {suite:<10} {target:<8} c={connections:<3} r{round_no} {load.rps:8.0f} req/s  "
         f"p50 {load.p50_ms:6.2f} ms  p99 {load.p99_ms:7.2f} ms  cpu ms/req: {cpus}"
         + (f"  !! {'; '.join(row.notes)}" if row.notes else "")
         + (f"  ({'; '.join(row.info)})" if row.info else "")
@@ -552,17 +371,34 @@ def measure(
     return row
 
 
-# --- Broen set-up -----------------------------------------------------------------------------
-
-
-async def _postgres_admin(statement: str) -> None:
-    import asyncpg
-
-    connection = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=10)
-    try:
-        await connection.execute(statement, timeout=30)
-    finally:
-        await connection.close()
+def rounds(
+    config: Config,
+    suite: str,
+    targets: list[tuple[str, str, Callable[[], dict[str, str]]]],
+    processes: dict[str, int],
+    with_postgres: bool,
+    lua: Path,
+    rows: list[Row],
+) -> None:
+    """BENCH_ROUNDS rounds; in each, every target at every connection count back to back,
+    so each round gives its own ratios."""
+    for round_no in range(1, config.rounds + 1):
+        for connections in config.connections:
+            for target, url, headers_for in targets:
+                rows.append(
+                    measure(
+                        config,
+                        suite,
+                        target,
+                        url,
+                        headers_for,
+                        connections,
+                        round_no,
+                        processes,
+                        with_postgres,
+                        lua,
+                    )
+                )
 
 
 async def _add_organisation(database_url: str) -> None:
@@ -669,7 +505,7 @@ def broen_stack(backend: str, procs: Processes, workdir: Path) -> Iterator[Broen
                 urls[component] = f"sqlite+aiosqlite:///{workdir / f'{component}.db'}"
             else:
                 name = f"bench_broen_{component}_{secrets.token_hex(4)}"
-                asyncio.run(_postgres_admin(f'CREATE DATABASE "{name}"'))
+                asyncio.run(postgres_admin(f'CREATE DATABASE "{name}"'))
                 created.append(name)
                 urls[component] = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
             upgrade(MIGRATIONS[component], urls[component])
@@ -682,9 +518,7 @@ def broen_stack(backend: str, procs: Processes, workdir: Path) -> Iterator[Broen
         client_key = OKPKey.generate_key("Ed25519", parameters={"kid": "bench-1"})
         _register_client(urls["gateway"], keys_dir, issuer, client_key.as_dict(private=False))
 
-        broen = str(ROOT / ".venv" / "bin" / "broen")
-        if not Path(broen).exists():
-            broen = str(Path(sys.executable).parent / "broen")
+        broen = broen_executable()
         common = {"BROEN_KEYS_DIR": str(keys_dir)}
         participant = procs.start(
             "participant",
@@ -782,7 +616,7 @@ def broen_stack(backend: str, procs: Processes, workdir: Path) -> Iterator[Broen
         procs.stop_all()
         for name in created:
             try:
-                asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                asyncio.run(postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             except Exception as exc:
                 log(f"could not drop database {name}: {exc}")
 
@@ -794,33 +628,18 @@ def bench_broen(
     with broen_stack(backend, procs, workdir) as stack:
         path = f"/api/v1/participants/{stack.participant_id}"
         with_pg = backend == "postgresql"
-        for connections in config.connections:
-            rows.append(
-                measure(
-                    config,
-                    backend,
-                    "direct",
-                    stack.participant_url + path,
-                    stack.internal_headers,
-                    connections,
-                    stack.pids,
-                    with_pg,
-                    lua,
-                )
-            )
-            rows.append(
-                measure(
-                    config,
-                    backend,
-                    "gateway",
-                    stack.gateway_url + path,
-                    stack.gateway_headers,
-                    connections,
-                    stack.pids,
-                    with_pg,
-                    lua,
-                )
-            )
+        rounds(
+            config,
+            backend,
+            [
+                ("direct", stack.participant_url + path, stack.internal_headers),
+                ("gateway", stack.gateway_url + path, stack.gateway_headers),
+            ],
+            stack.pids,
+            with_pg,
+            lua,
+            rows,
+        )
 
 
 # --- the naive baseline from ../shared/bench --------------------------------------------------
@@ -846,7 +665,7 @@ def naive_unavailable(config: Config) -> str | None:
         return (
             f"its venv {config.naive_venv} is not set up (one-time setup in {shared / 'README.md'})"
         )
-    if not _postgres_answers():
+    if not postgres_answers():
         return "no PostgreSQL on 127.0.0.1:5432"
     try:
         rows = asyncio.run(asyncio.wait_for(_naive_probe(), timeout=20))
@@ -898,33 +717,18 @@ def bench_naive(
             health_path="/p/42",
         )
         pids = {"proxy": proxy.pid, "dbread": dbread.pid}
-        for connections in config.connections:
-            rows.append(
-                measure(
-                    config,
-                    "naive",
-                    "direct",
-                    f"http://{LOOPBACK}:{dbread_port}/p/42",
-                    dict,
-                    connections,
-                    pids,
-                    True,
-                    lua,
-                )
-            )
-            rows.append(
-                measure(
-                    config,
-                    "naive",
-                    "proxy",
-                    f"http://{LOOPBACK}:{proxy_port}/p/42",
-                    dict,
-                    connections,
-                    pids,
-                    True,
-                    lua,
-                )
-            )
+        rounds(
+            config,
+            "naive",
+            [
+                ("direct", f"http://{LOOPBACK}:{dbread_port}/p/42", dict),
+                ("proxy", f"http://{LOOPBACK}:{proxy_port}/p/42", dict),
+            ],
+            pids,
+            True,
+            lua,
+            rows,
+        )
     finally:
         procs.stop_all()
 
@@ -932,11 +736,55 @@ def bench_naive(
 # --- report -----------------------------------------------------------------------------------
 
 
+def front_of(suite: str) -> str:
+    return "proxy" if suite == "naive" else "gateway"
+
+
+def ratios(rows: list[Row]) -> dict[tuple[str, int], list[float]]:
+    """gateway/direct (naive: proxy/direct) req/s per (suite, connections), one per round."""
+    by_key = {(r.suite, r.target, r.connections, r.round): r for r in rows}
+    found: dict[tuple[str, int], list[float]] = {}
+    for (suite, target, connections, round_no), row in by_key.items():
+        if target != "direct" or not row.load.rps:
+            continue
+        front = by_key.get((suite, front_of(suite), connections, round_no))
+        if front is not None:
+            found.setdefault((suite, connections), []).append(front.load.rps / row.load.rps)
+    return found
+
+
+def summaries(rows: list[Row]) -> list[dict[str, Any]]:
+    """Per (suite, target, connections): each figure's median and spread over the rounds."""
+    groups: dict[tuple[str, str, int], list[Row]] = {}
+    for row in rows:
+        groups.setdefault((row.suite, row.target, row.connections), []).append(row)
+    found = []
+    for (suite, target, connections), group in groups.items():
+        processes = dict.fromkeys(k for r in group for k in r.cpu_ms)
+        found.append(
+            {
+                "backend": suite,
+                "target": target,
+                "connections": connections,
+                "rounds": len(group),
+                "rps": spread([r.load.rps for r in group]),
+                "p50_ms": spread([r.load.p50_ms for r in group]),
+                "p99_ms": spread([r.load.p99_ms for r in group]),
+                "errors": sum(r.load.errors for r in group),
+                "busy_pct": spread([r.busy_pct for r in group]),
+                "other_pct": spread([r.other_pct for r in group]),
+                "cpu_ms": {k: spread([r.cpu_ms.get(k, 0.0) for r in group]) for k in processes},
+            }
+        )
+    return found
+
+
 def print_report(config: Config, rows: list[Row], notes: list[str]) -> None:
     print()
     print(
-        f"load generator: {config.loadgen_note}; {config.duration:g} s measured after "
-        f"{config.warmup:g} s warm-up (discarded); {NCPU} CPU(s), load generator on the same cores"
+        f"load generator: {config.loadgen_note}; {config.duration:g} s measured per run, "
+        f"{config.rounds} round(s), {config.warmup:g} s warm-up before the first (discarded); "
+        f"{NCPU} CPU(s), load generator on the same cores"
     )
     print(
         "target: GET one participant. gateway = Authorization: Bearer through the gateway; "
@@ -955,8 +803,9 @@ def print_report(config: Config, rows: list[Row], notes: list[str]) -> None:
     )
     print()
     header = (
-        f"{'backend':<10} {'target':<8} {'conns':>5} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>8} "
-        f"{'errors':>6} {'busy%':>5} {'gw':>6} {'svc':>6} {'cs':>6} {'pg':>6} {'lg':>6}"
+        f"{'backend':<10} {'target':<8} {'conns':>5} {'rnd':>3} {'req/s':>8} {'p50 ms':>7} "
+        f"{'p99 ms':>8} {'errors':>6} {'busy%':>5} {'gw':>6} {'svc':>6} {'cs':>6} {'pg':>6} "
+        f"{'lg':>6}"
     )
     print(header)
     print("-" * len(header))
@@ -966,65 +815,97 @@ def print_report(config: Config, rows: list[Row], notes: list[str]) -> None:
         pg = f"{row.cpu_ms['postgres']:6.2f}" if "postgres" in row.cpu_ms else f"{'-':>6}"
         cs = row.cpu_ms.get("consent", 0.0)
         print(
-            f"{row.suite:<10} {row.target:<8} {row.connections:>5} {row.load.rps:>8.0f} "
-            f"{row.load.p50_ms:>7.2f} {row.load.p99_ms:>8.2f} "
+            f"{row.suite:<10} {row.target:<8} {row.connections:>5} {row.round:>3} "
+            f"{row.load.rps:>8.0f} {row.load.p50_ms:>7.2f} {row.load.p99_ms:>8.2f} "
             f"{row.load.errors:>6} {row.busy_pct:>5.0f} {gw:>6.2f} "
             f"{svc:>6.2f} {cs:>6.2f} {pg} {row.cpu_ms.get('loadgen', 0.0):>6.2f}"
         )
     print()
-    print("ratios of req/s in the same run (goal with policy and audit: gateway/direct >= 0.5):")
-    by_key = {(r.suite, r.target, r.connections): r for r in rows}
-    ratios: dict[str, list[float]] = {}
-    for suite in dict.fromkeys(r.suite for r in rows):
-        front = "proxy" if suite == "naive" else "gateway"
-        for connections in config.connections:
-            a, b = (
-                by_key.get((suite, front, connections)),
-                by_key.get((suite, "direct", connections)),
-            )
-            if a and b and b.load.rps:
-                ratio = a.load.rps / b.load.rps
-                ratios.setdefault(suite, []).append(ratio)
-                flag = "" if not (a.notes or b.notes) else "  (with errors, see below)"
-                print(f"  {suite:<10} {front}/direct c={connections:<3} {ratio:6.3f}{flag}")
-    if ratios:
+    print(f"median (min–max) over {config.rounds} round(s):")
+    for summary in summaries(rows):
         print(
-            f"  side by side (c={' / c='.join(map(str, config.connections))}): "
-            + "   ".join(
-                f"{suite} {' / '.join(f'{v:.2f}' for v in vals)}" for suite, vals in ratios.items()
-            )
+            f"  {summary['backend']:<10} {summary['target']:<8} c={summary['connections']:<3} "
+            f"req/s {spread_text([r.load.rps for r in rows if _same(r, summary)], 0)}  "
+            f"p50 {spread_text([r.load.p50_ms for r in rows if _same(r, summary)])} ms  "
+            f"p99 {spread_text([r.load.p99_ms for r in rows if _same(r, summary)])} ms"
+        )
+    print()
+    print(
+        f"ratios of req/s, each measured within one round (goal with policy and audit: "
+        f"gateway/direct >= {GOAL_RATIO}); median (min–max):"
+    )
+    for (suite, connections), values in ratios(rows).items():
+        flagged = any(r.notes for r in rows if r.suite == suite and r.connections == connections)
+        print(
+            f"  {suite:<10} {front_of(suite)}/direct c={connections:<3} {spread_text(values, 3)}"
+            + ("  (with errors, see below)" if flagged else "")
         )
     for row in rows:
         for text in (*row.notes, *row.info):
-            print(f"{row.suite} {row.target} c={row.connections}: {text}")
+            print(f"{row.suite} {row.target} c={row.connections} r{row.round}: {text}")
     for note in notes:
         print(note)
+
+
+def _same(row: Row, summary: dict[str, Any]) -> bool:
+    return (row.suite, row.target, row.connections) == (
+        summary["backend"],
+        summary["target"],
+        summary["connections"],
+    )
+
+
+def record(results: Results, rows: list[Row], notes: list[str]) -> None:
+    results.data["runs"] = [
+        {
+            "backend": r.suite,
+            "target": r.target,
+            "connections": r.connections,
+            "round": r.round,
+            **asdict(r.load),
+            "rps": r.load.rps,
+            "cpu_ms": r.cpu_ms,
+            "busy_pct": r.busy_pct,
+            "other_pct": r.other_pct,
+            "notes": r.notes,
+        }
+        for r in rows
+    ]
+    results.data["summaries"] = summaries(rows)
+    results.data["ratios"] = [
+        {
+            "backend": suite,
+            "front": front_of(suite),
+            "connections": connections,
+            "values": values,
+            "spread": spread(values),
+            "goal": GOAL_RATIO if suite != "naive" else None,
+        }
+        for (suite, connections), values in ratios(rows).items()
+    ]
+    results.data["notes"] = notes
+    results.write()
 
 
 # --- main -------------------------------------------------------------------------------------
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise Interrupted()
-
-
 def main() -> int:
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    # Ctrl-C always stops the run cleanly, even when started from a shell that ignores SIGINT
-    # for background jobs.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    catch_signals()
     try:
         config = Config.from_env()
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
+    results = Results("run", config.settings())
     procs = Processes()
     rows: list[Row] = []
     notes: list[str] = []
     failed = False
     log(
         f"bench: backends {', '.join(config.backends)}; connections "
-        f"{', '.join(map(str, config.connections))}; load generator: {config.loadgen_note}"
+        f"{', '.join(map(str, config.connections))}; {config.rounds} round(s); load generator: "
+        f"{config.loadgen_note}"
     )
     if "postgresql" not in config.backends and "BENCH_BACKENDS" not in os.environ:
         notes.append("PostgreSQL: skipped, nothing answers on 127.0.0.1:5432.")
@@ -1058,11 +939,16 @@ def main() -> int:
         except (KeyboardInterrupt, Interrupted):
             log("\ninterrupted: stopping the servers")
             procs.stop_all()
-            print_report(config, rows, [*notes, "interrupted: the table is incomplete."])
+            notes.append("interrupted: the table is incomplete.")
+            print_report(config, rows, notes)
+            results.data["interrupted"] = True
+            record(results, rows, notes)
             return 130
         finally:
             procs.stop_all()
     print_report(config, rows, notes)
+    results.data["failed"] = failed
+    record(results, rows, notes)
     return 1 if failed else 0
 
 
