@@ -12,19 +12,21 @@ import json
 import os
 import platform
 import pwd
+import re
 import resource
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
@@ -423,3 +425,57 @@ class Results:
         partial.write_text(json.dumps(self.data, indent=1, default=str) + "\n")
         partial.replace(path)
         return path
+
+
+class HasNotes(Protocol):
+    notes: list[str]
+
+
+R = TypeVar("R", bound=HasNotes)
+
+
+def run_cases(
+    prefix: str,
+    cases: Sequence[tuple[str, Callable[[], R]]],
+    run: Callable[[R, Processes, Path], None],
+    finish: Callable[[list[R]], None],
+    results_file: Results,
+    notes: list[str],
+) -> int:
+    """Each case (a label and its result's maker) run by `run` in a working directory of its
+    own, its failure noted on its result without stopping the rest; every started process
+    stopped whatever happens; `finish` prints and records what was measured, also when the
+    run was interrupted (said in `notes`). Exit code 0, 1 when a case failed, 130 when
+    interrupted."""
+    procs = Processes()
+    results: list[R] = []
+    failed = False
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        try:
+            for label, make_result in cases:
+                workdir = Path(tmp) / re.sub(r"\W+", "-", label)
+                workdir.mkdir()
+                result = make_result()
+                results.append(result)
+                started = time.monotonic()
+                try:
+                    run(result, procs, workdir)
+                except BenchError as exc:
+                    failed = True
+                    result.notes.append(f"{label}: FAILED: {exc}")
+                    log(f"{label}: FAILED: {exc}")
+                result.notes.append(
+                    f"{label}: {time.monotonic() - started:.0f} s in all, set-up included."
+                )
+        except (KeyboardInterrupt, Interrupted):
+            log("\ninterrupted: stopping the servers")
+            procs.stop_all()
+            notes.append("interrupted: the report is incomplete.")
+            results_file.data["interrupted"] = True
+            finish(results)
+            return 130
+        finally:
+            procs.stop_all()
+    results_file.data["failed"] = failed
+    finish(results)
+    return 1 if failed else 0

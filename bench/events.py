@@ -71,7 +71,6 @@ import json
 import os
 import secrets
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -92,7 +91,6 @@ from bench.common import (  # noqa: E402
     LOOPBACK,
     NCPU,
     BenchError,
-    Interrupted,
     Processes,
     Results,
     answers,
@@ -109,6 +107,7 @@ from bench.common import (  # noqa: E402
     other_pct,
     pct,
     rounds_from_env,
+    run_cases,
     snapshot,
     spread,
     spread_text,
@@ -1264,10 +1263,7 @@ def main() -> int:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
     results_file = Results("events", config.settings())
-    procs = Processes()
-    results: list[Result] = []
     notes: list[str] = []
-    failed = False
     log(
         f"bench events: backends {', '.join(config.backends)}; transports "
         f"{', '.join(config.transports)}; rates {', '.join(f'{r:g}' for r in config.rates)}/s; "
@@ -1277,39 +1273,21 @@ def main() -> int:
         notes.append("PostgreSQL: skipped, nothing answers on 127.0.0.1:5432.")
     if "nats" not in config.transports and "BENCH_TRANSPORTS" not in os.environ:
         notes.append(f"NATS: skipped, nothing answers at {config.nats_url}.")
-    with tempfile.TemporaryDirectory(prefix="broen-bench-events-") as tmp:
-        try:
-            for backend in config.backends:
-                for transport in config.transports:
-                    workdir = Path(tmp) / f"{backend}-{transport}"
-                    workdir.mkdir()
-                    result = Result(backend, transport)
-                    results.append(result)
-                    started = time.monotonic()
-                    try:
-                        bench_one(config, backend, transport, procs, workdir, result)
-                    except BenchError as exc:
-                        failed = True
-                        result.notes.append(f"{result.label}: FAILED: {exc}")
-                        log(f"{result.label}: FAILED: {exc}")
-                    result.notes.append(
-                        f"{result.label}: {time.monotonic() - started:.0f} s in all, "
-                        "set-up included."
-                    )
-        except (KeyboardInterrupt, Interrupted):
-            log("\ninterrupted: stopping the servers")
-            procs.stop_all()
-            notes.append("interrupted: the report is incomplete.")
-            print_report(config, results, notes)
-            results_file.data["interrupted"] = True
-            record(results_file, results, notes)
-            return 130
-        finally:
-            procs.stop_all()
-    print_report(config, results, notes)
-    results_file.data["failed"] = failed
-    record(results_file, results, notes)
-    return 1 if failed else 0
+
+    def finish(results: list[Result]) -> None:
+        print_report(config, results, notes)
+        record(results_file, results, notes)
+
+    cases = [
+        (f"{backend} / {TRANSPORT_NAMES[transport]}", partial(Result, backend, transport))
+        for backend in config.backends
+        for transport in config.transports
+    ]
+
+    def run(result: Result, procs: Processes, workdir: Path) -> None:
+        bench_one(config, result.backend, result.transport, procs, workdir, result)
+
+    return run_cases("broen-bench-events-", cases, run, finish, results_file, notes)
 
 
 if __name__ == "__main__":

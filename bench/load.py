@@ -35,7 +35,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -53,7 +52,6 @@ from bench.common import (  # noqa: E402
     NCPU,
     BenchError,
     CpuSnapshot,
-    Interrupted,
     Processes,
     Results,
     backends_from_env,
@@ -65,6 +63,7 @@ from bench.common import (  # noqa: E402
     env_numbers,
     log,
     other_pct,
+    run_cases,
     snapshot,
 )
 from bench.events import EVENT_TYPE, PAYLOAD  # noqa: E402
@@ -595,47 +594,24 @@ def main() -> int:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
     results_file = Results("load", config.settings())
-    procs = Processes()
-    results: list[Result] = []
     notes: list[str] = []
-    failed = False
     log(
         f"bench load: backends {', '.join(config.backends)}; staff users "
         f"{', '.join(map(str, config.users))}; {config.duration:g} s each"
     )
     if "postgresql" not in config.backends and "BENCH_BACKENDS" not in os.environ:
         notes.append("PostgreSQL: skipped, nothing answers on 127.0.0.1:5432.")
-    with tempfile.TemporaryDirectory(prefix="broen-bench-load-") as tmp:
-        try:
-            for backend in config.backends:
-                workdir = Path(tmp) / backend
-                workdir.mkdir()
-                result = Result(backend)
-                results.append(result)
-                started = time.monotonic()
-                try:
-                    bench_backend(config, backend, procs, workdir, result)
-                except BenchError as exc:
-                    failed = True
-                    result.notes.append(f"{backend}: FAILED: {exc}")
-                    log(f"{backend}: FAILED: {exc}")
-                result.notes.append(
-                    f"{backend}: {time.monotonic() - started:.0f} s in all, set-up included."
-                )
-        except (KeyboardInterrupt, Interrupted):
-            log("\ninterrupted: stopping the servers")
-            procs.stop_all()
-            notes.append("interrupted: the report is incomplete.")
-            print_report(config, results, notes)
-            results_file.data["interrupted"] = True
-            record(results_file, results, notes)
-            return 130
-        finally:
-            procs.stop_all()
-    print_report(config, results, notes)
-    results_file.data["failed"] = failed
-    record(results_file, results, notes)
-    return 1 if failed else 0
+
+    def finish(results: list[Result]) -> None:
+        print_report(config, results, notes)
+        record(results_file, results, notes)
+
+    cases = [(backend, partial(Result, backend)) for backend in config.backends]
+
+    def run(result: Result, procs: Processes, workdir: Path) -> None:
+        bench_backend(config, result.backend, procs, workdir, result)
+
+    return run_cases("broen-bench-load-", cases, run, finish, results_file, notes)
 
 
 if __name__ == "__main__":

@@ -51,7 +51,6 @@ import asyncio
 import os
 import secrets
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -76,7 +75,6 @@ from bench.common import (  # noqa: E402
     LOOPBACK,
     NCPU,
     BenchError,
-    Interrupted,
     Processes,
     Results,
     backends_from_env,
@@ -94,6 +92,7 @@ from bench.common import (  # noqa: E402
     pct,
     postgres_admin,
     rounds_from_env,
+    run_cases,
     snapshot,
     spread,
     spread_text,
@@ -1306,47 +1305,24 @@ def main() -> int:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
     results_file = Results("messaging", config.settings())
-    procs = Processes()
-    results: list[Result] = []
     notes: list[str] = []
-    failed = False
     log(
         f"bench messaging: backends {', '.join(config.backends)}; rates "
         f"{', '.join(f'{r:g}' for r in config.rates)} msg/s"
     )
     if "postgresql" not in config.backends and "BENCH_BACKENDS" not in os.environ:
         notes.append("PostgreSQL: skipped, nothing answers on 127.0.0.1:5432.")
-    with tempfile.TemporaryDirectory(prefix="broen-bench-msg-") as tmp:
-        try:
-            for backend in config.backends:
-                workdir = Path(tmp) / backend
-                workdir.mkdir()
-                result = Result(backend)
-                results.append(result)
-                started = time.monotonic()
-                try:
-                    bench_backend(config, backend, procs, workdir, result)
-                except BenchError as exc:
-                    failed = True
-                    result.notes.append(f"{backend}: FAILED: {exc}")
-                    log(f"{backend}: FAILED: {exc}")
-                result.notes.append(
-                    f"{backend}: {time.monotonic() - started:.0f} s in all, set-up included."
-                )
-        except (KeyboardInterrupt, Interrupted):
-            log("\ninterrupted: stopping the servers")
-            procs.stop_all()
-            notes.append("interrupted: the report is incomplete.")
-            print_report(config, results, notes)
-            results_file.data["interrupted"] = True
-            record(results_file, results, notes)
-            return 130
-        finally:
-            procs.stop_all()
-    print_report(config, results, notes)
-    results_file.data["failed"] = failed
-    record(results_file, results, notes)
-    return 1 if failed else 0
+
+    def finish(results: list[Result]) -> None:
+        print_report(config, results, notes)
+        record(results_file, results, notes)
+
+    cases = [(backend, partial(Result, backend)) for backend in config.backends]
+
+    def run(result: Result, procs: Processes, workdir: Path) -> None:
+        bench_backend(config, result.backend, procs, workdir, result)
+
+    return run_cases("broen-bench-msg-", cases, run, finish, results_file, notes)
 
 
 if __name__ == "__main__":
