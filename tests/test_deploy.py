@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings
 from broen_cli.common import SETTINGS
 from gateway.app import create_app as create_gateway
 from gateway.policy.document import SHIPPED_POLICY
+from gateway.settings import GatewaySettings
 from services.consent.app import create_app as create_consent
 from services.messaging.app import create_app as create_messaging
 from services.participant.app import create_app as create_participant
@@ -558,6 +559,23 @@ def test_only_the_gateway_is_reachable_from_outside(objects: list[dict[str, Any]
     assert "defaultBackend" not in next(iter(ingresses.values()))["spec"]
     kinds = {o["kind"] for o in objects}
     assert not kinds & {"Route", "Gateway", "HTTPRoute", "IngressRoute"}
+
+
+def test_the_ingress_routes_the_public_api_and_not_the_operators_endpoints(
+    objects: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    (ingress,) = _of_kind(objects, "Ingress").values()
+    prefixes = [path["path"] for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]]
+    keys = tmp_path / "keys"
+    init_keys_dir(keys)
+    gateway = create_gateway(GatewaySettings(database_url="sqlite+aiosqlite://", keys_dir=keys))
+    public = [*gateway.openapi()["paths"], "/docs", "/openapi.json"]
+
+    def routed(path: str) -> bool:
+        return any(path.startswith(prefix) for prefix in prefixes)
+
+    assert [path for path in public if not routed(path)] == []
+    assert not any(routed(path) for path in ("/metrics", "/healthz", "/readyz", "/internal/"))
 
 
 def test_the_issuers_name_the_ingress_host(objects: list[dict[str, Any]]) -> None:
