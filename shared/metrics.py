@@ -97,6 +97,12 @@ def install_metrics(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
+# Any token is a method to HTTP: one a client makes up is counted as "other", so a caller
+# cannot add a series per request.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def observe_request(component: str, method: str, route: str, status: int, seconds: float) -> None:
+    method = method if method in METHODS else "other"
     REQUESTS.labels(component, method, route, str(status)).inc()
     REQUEST_SECONDS.labels(component, method, route).observe(seconds)

@@ -86,9 +86,12 @@ async def test_metrics_count_requests_decisions_audit_appends_and_events(stack: 
     assert value(after, "broen_event_ingest_lag_seconds_count") > value(
         before, "broen_event_ingest_lag_seconds_count"
     )
-    # No label anywhere holds an id or a national id: routes are templates.
+    # No label anywhere holds an id or a national id: routes are templates, and a method a
+    # client makes up is counted as "other".
+    await stack.http.request("BREW", f"/api/v1/participants/{KARI}")
     text = (await stack.http.get("/metrics")).text
-    assert w.participant not in text and KARI not in text
+    assert w.participant not in text and KARI not in text and "BREW" not in text
+    assert 'method="other"' in text
 
 
 async def test_every_service_reports_its_outbox_backlog(stack: Stack) -> None:
