@@ -23,6 +23,7 @@ from broen_cli.dev import database_is_empty, demo_staff_table, dev_app, seed_dem
 from broen_cli.directory import org_app, staff_app, unit_app
 from broen_cli.keys import keys_app
 from broen_cli.legal import legal_app
+from broen_cli.retention import retention_app
 from shared.keys import init_keys_dir
 from shared.migrations import upgrade
 from shared.settings import ConfigurationError, DevModeRefused, ensure_dev_mode_is_safe
@@ -37,6 +38,7 @@ admin_app = typer.Typer(help="Operator commands.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
 app.add_typer(dev_app, name="dev")
 app.add_typer(audit_app, name="audit")
+app.add_typer(retention_app, name="retention")
 admin_app.add_typer(org_app, name="org")
 admin_app.add_typer(unit_app, name="unit")
 admin_app.add_typer(staff_app, name="staff")

@@ -18,7 +18,9 @@ An entry is a JSON object with these members:
         id              the entry's UUID
         time            UTC, "YYYY-MM-DDTHH:MM:SS.ffffffZ"
         caller          {kind, agency_type, unit_id, staff_id, client_id, roles}
-                        (kind: system, staff or citizen; absent values are null)
+                        (kind: system, staff, citizen, or operator: the platform
+                        operator running `broen retention`, named in staff_id by their
+                        user name; absent values are null)
         purpose         the purpose the caller declared
         released        [{field, basis, rule, owner}]: field "<resource>.<field>";
                         basis "consent:<consent id>", "legal:<reference>" or
@@ -28,6 +30,11 @@ An entry is a JSON object with these members:
                         category are not named)
         policy_version  the version of the policy that decided
         request_id      the request's id
+        action          only in an entry that records an operation on the participant's
+                        data instead of a disclosure: {type, basis, reference}; type
+                        "participant.deleted"; basis the retention rule
+                        ("retention:<programme>:<years>y") or the ground for erasure
+                        ("gdpr:17(1)(b)", ...); reference the controller's case, or null
 
     hash = lower-case hex SHA-256 of the canonical serialisation of the entry without its
            `hash`: UTF-8 JSON, object keys sorted, no whitespace (separators "," and ":"),
@@ -126,7 +133,7 @@ class AuditCaller(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: Literal["system", "staff", "citizen"]
+    kind: Literal["system", "staff", "citizen", "operator"]
     orgnr: Orgnr | None = None
     agency_type: Token | None = None
     unit_id: Token | None = None
@@ -169,6 +176,16 @@ class WithheldField(BaseModel):
     rule: Token | None = None
 
 
+class AuditAction(BaseModel):
+    """What an operator did to the participant's data (module docstring: `action`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["participant.deleted"]
+    basis: Token
+    reference: Token | None = None
+
+
 class AuditRecord(BaseModel):
     """One decision about one participant, as the gateway hands it to the audit log."""
 
@@ -183,10 +200,11 @@ class AuditRecord(BaseModel):
     withheld: tuple[WithheldField, ...] = ()
     policy_version: Token
     request_id: Token
+    action: AuditAction | None = None
 
     def content(self) -> dict[str, Any]:
         """The entry's `content` object (see the module docstring)."""
-        return {
+        content = {
             "v": FORMAT_VERSION,
             "id": str(self.id),
             "time": format_time(self.time),
@@ -204,6 +222,9 @@ class AuditRecord(BaseModel):
             "policy_version": self.policy_version,
             "request_id": self.request_id,
         }
+        if self.action is not None:
+            content["action"] = self.action.model_dump()
+        return content
 
 
 def canonical_json(value: Any) -> str:

@@ -73,8 +73,9 @@ class AccessRead(BaseModel):
     organisation: Organisation
     unit_id: str | None
     roles: list[str]
-    acting_as: Literal["system", "staff"] = Field(
-        description="An organisation's system, or a staff member of it."
+    acting_as: Literal["system", "staff", "operator"] = Field(
+        description="An organisation's system, a staff member of it, or Broen's operator "
+        "deleting the data under the retention rules or for erasure."
     )
     purpose: str
     released: list[ReleasedRead]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, insert, or_, select, text, tuple_
+from sqlalchemy import Row, delete, func, insert, or_, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -14,9 +14,12 @@ from gateway.models import (
     AuditDisclosure,
     AuditEntry,
     AuditSignedHead,
+    EventRecord,
     OAuthClient,
     UsedAssertion,
+    WebhookDelivery,
 )
+from shared.data_keys import delete_in_order
 
 
 async def get_client(session: AsyncSession, *, client_id: str) -> OAuthClient | None:
@@ -142,6 +145,11 @@ async def audit_entries_about(
     return result.all()
 
 
+async def count_audit_entries_about(session: AsyncSession, participant_ids: Sequence[str]) -> int:
+    statement = select(func.count()).where(AuditEntry.participant_id.in_(participant_ids))
+    return int(await session.scalar(statement) or 0)
+
+
 async def audit_entries_of_organisation(
     session: AsyncSession,
     *,
@@ -213,3 +221,16 @@ async def all_signed_heads(
         ).order_by(AuditSignedHead.id)
     )
     return result.all()
+
+
+async def delete_events_about(session: AsyncSession, participant_id: str) -> dict[str, int]:
+    """Delete the event log's events about the participant and their webhook deliveries
+    (the audit log keeps its entries: they name the participant by internal id only)."""
+    about = EventRecord.envelope["subject"].as_string() == participant_id
+    return await delete_in_order(
+        session,
+        delete(WebhookDelivery).where(
+            WebhookDelivery.event_seq.in_(select(EventRecord.seq).where(about))
+        ),
+        delete(EventRecord).where(about),
+    )

@@ -1,16 +1,18 @@
 """A service's own data key per participant, for the free text it keeps about them
 (consent justifications, message bodies): wrapped by the service's master key, made on
-first use, and destroyed to shred that text (crypto-shredding). And the re-wrapping of a
-component's stored keys under its current master key after a rotation (`rewrap`)."""
+first use, and destroyed to shred that text (crypto-shredding). The re-wrapping of a
+component's stored keys under its current master key after a rotation (`rewrap`), and the
+deletion of everything a service holds about a participant (`delete_in_order`)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import LargeBinary, String, Table, Uuid, func, select, update
+from sqlalchemy import Delete, LargeBinary, String, Table, Uuid, func, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
@@ -177,3 +179,17 @@ async def rewrap(
             for held_kid, count in (await count_by_kid(session, where)).items():
                 result.by_kid[held_kid] = result.by_kid.get(held_kid, 0) + count
     return result
+
+
+# ------------------------------------------------------------------------------ forgetting
+
+
+async def delete_in_order(session: AsyncSession, *statements: Delete) -> dict[str, int]:
+    """Run the deletes of a participant's rows in order (children first, the data key
+    among them); rows deleted per table. Flushes, never commits."""
+    deleted: dict[str, int] = {}
+    for statement in statements:
+        result = await session.execute(statement)
+        table = cast(Table, statement.table).name
+        deleted[table] = deleted.get(table, 0) + int(cast(CursorResult[Any], result).rowcount)
+    return deleted

@@ -11,13 +11,14 @@ sends it again (consumers deduplicate by the CloudEvents id)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import JSON, Index, Integer, String, select, text, update
+from sqlalchemy import JSON, Delete, Index, Integer, String, delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
@@ -106,6 +107,12 @@ class PendingEvents(BaseModel):
 
 class PublishedEvents(BaseModel):
     ids: list[str] = Field(max_length=OUTBOX_BATCH)
+
+
+def outbox_about(model: type[OutboxMixin], participant_id: uuid.UUID) -> Delete:
+    """Deletes the events about the participant (their subject), sent or not: a participant
+    who is forgotten is not told about afterwards."""
+    return delete(model).where(model.subject == str(participant_id))
 
 
 def _only_the_gateway(caller: CallerDep) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Uuid, and_, bindparam, or_, select, update
+from sqlalchemy import Uuid, and_, bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.consent.models import (
@@ -16,7 +16,11 @@ from services.consent.models import (
     ConsentRequest,
     LegalBasis,
     LegalBasisChange,
+    OutboxEvent,
+    ParticipantKey,
 )
+from shared.data_keys import delete_in_order
+from shared.outbox import outbox_about
 
 
 async def add(session: AsyncSession, *rows: Any) -> None:
@@ -155,3 +159,19 @@ async def legal_basis_changes(session: AsyncSession, ref: str | None) -> Sequenc
     if ref is not None:
         statement = statement.where(LegalBasisChange.ref == ref)
     return (await session.scalars(statement)).all()
+
+
+async def delete_participant_data(
+    session: AsyncSession, participant_id: uuid.UUID
+) -> dict[str, int]:
+    """Delete the participant's consents with their history, their requests, their data key
+    and the events about them still in the outbox; rows deleted per table."""
+    consents = select(Consent.id).where(Consent.participant_id == participant_id)
+    return await delete_in_order(
+        session,
+        delete(ConsentHistory).where(ConsentHistory.consent_id.in_(consents)),
+        delete(Consent).where(Consent.participant_id == participant_id),
+        delete(ConsentRequest).where(ConsentRequest.participant_id == participant_id),
+        delete(ParticipantKey).where(ParticipantKey.participant_id == participant_id),
+        outbox_about(OutboxEvent, participant_id),
+    )

@@ -7,11 +7,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, false, or_, select
+from sqlalchemy import and_, delete, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from services.messaging.models import Handover, Message, ParticipantKey, Thread
+from services.messaging.models import Handover, Message, OutboxEvent, ParticipantKey, Thread
+from shared.data_keys import delete_in_order
+from shared.outbox import outbox_about
 
 
 async def add(session: AsyncSession, *rows: object) -> None:
@@ -170,3 +172,19 @@ async def waiting_on_recipients(
         .with_for_update(skip_locked=True)
     )
     return list((await session.scalars(statement)).all())
+
+
+async def delete_participant_data(
+    session: AsyncSession, participant_id: uuid.UUID
+) -> dict[str, int]:
+    """Delete the threads about the participant with their messages and handovers, their
+    data key and the events about them still in the outbox; rows deleted per table."""
+    threads = select(Thread.id).where(Thread.participant_id == participant_id)
+    return await delete_in_order(
+        session,
+        delete(Handover).where(Handover.thread_id.in_(threads)),
+        delete(Message).where(Message.thread_id.in_(threads)),
+        delete(Thread).where(Thread.participant_id == participant_id),
+        delete(ParticipantKey).where(ParticipantKey.participant_id == participant_id),
+        outbox_about(OutboxEvent, participant_id),
+    )

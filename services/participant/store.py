@@ -39,6 +39,7 @@ from services.participant.models import (
     Event,
     Guardianship,
     Organisation,
+    OutboxEvent,
     Participant,
     ParticipantKey,
     ProgrammeParticipation,
@@ -46,7 +47,9 @@ from services.participant.models import (
     Staff,
     Unit,
 )
+from shared.data_keys import delete_in_order
 from shared.db import UtcDateTime
+from shared.outbox import outbox_about
 
 
 async def add_organisation(
@@ -719,3 +722,108 @@ async def programme_counts(
         .group_by(place.programme, Organisation.county, place.status)
     )
     return [ProgrammeCount(**row) for row in (await session.execute(statement)).mappings()]
+
+
+# ------------------------------------------------------------------------------ retention
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """Where one participant's follow-up stands, as retention judges it."""
+
+    participant_id: uuid.UUID
+    programmes: frozenset[str]
+    # A place planned or active, or an assignment not ended: someone still follows them up.
+    open: bool
+    # The last trace of the follow-up: a place's end, an assignment's end, a timeline record,
+    # a registration, or a change to the record (whichever is latest).
+    last_activity: date
+
+
+async def follow_ups(session: AsyncSession, *, only: uuid.UUID | None = None) -> list[FollowUp]:
+    """Every participant's follow-up (or `only` this one's), for `broen retention`."""
+
+    def about(statement: Any, column: Any) -> Any:
+        return statement if only is None else statement.where(column == only)
+
+    latest: dict[uuid.UUID, date] = {}
+    open_ids: set[uuid.UUID] = set()
+    programmes: dict[uuid.UUID, set[str]] = {}
+
+    def seen(participant_id: uuid.UUID, moment: date | datetime | None) -> None:
+        if moment is None:
+            return
+        day = moment.date() if isinstance(moment, datetime) else moment
+        if participant_id not in latest or day > latest[participant_id]:
+            latest[participant_id] = day
+
+    for participant_id, updated_at in await session.execute(
+        about(select(Participant.id, Participant.updated_at), Participant.id)
+    ):
+        seen(participant_id, updated_at)
+    places = about(
+        select(
+            ProgrammeParticipation.participant_id,
+            ProgrammeParticipation.programme,
+            ProgrammeParticipation.status,
+            ProgrammeParticipation.ends_on,
+            ProgrammeParticipation.recorded_at,
+        ),
+        ProgrammeParticipation.participant_id,
+    )
+    for participant_id, programme, status, ends_on, recorded_at in await session.execute(places):
+        programmes.setdefault(participant_id, set()).add(programme)
+        if status in ("planned", "active"):
+            open_ids.add(participant_id)
+        seen(participant_id, ends_on)
+        seen(participant_id, recorded_at)
+    assignments = about(
+        select(
+            Assignment.participant_id,
+            func.max(Assignment.valid_to),
+            func.max(Assignment.recorded_at),
+            func.count().filter(Assignment.valid_to.is_(None)),
+        ),
+        Assignment.participant_id,
+    ).group_by(Assignment.participant_id)
+    for participant_id, ended, recorded, current in await session.execute(assignments):
+        if current:
+            open_ids.add(participant_id)
+        seen(participant_id, ended)
+        seen(participant_id, recorded)
+    for table, column in (
+        (Event, Event.recorded_at),
+        (Registration, Registration.registered_at),
+    ):
+        grouped = about(
+            select(table.participant_id, func.max(column)), table.participant_id
+        ).group_by(table.participant_id)
+        for participant_id, moment in await session.execute(grouped):
+            seen(participant_id, moment)
+    return [
+        FollowUp(
+            participant_id=participant_id,
+            programmes=frozenset(programmes.get(participant_id, ())),
+            open=participant_id in open_ids,
+            last_activity=day,
+        )
+        for participant_id, day in latest.items()
+    ]
+
+
+async def delete_participant(session: AsyncSession, participant_id: uuid.UUID) -> dict[str, int]:
+    """Delete the participant and everything recorded about them, their data key and the
+    events about them still in the outbox included; rows deleted per table (none if gone)."""
+    about = participant_id
+    return await delete_in_order(
+        session,
+        delete(Attribute).where(Attribute.participant_id == about),
+        delete(Event).where(Event.participant_id == about),
+        delete(Assignment).where(Assignment.participant_id == about),
+        delete(ProgrammeParticipation).where(ProgrammeParticipation.participant_id == about),
+        delete(Guardianship).where(Guardianship.participant_id == about),
+        delete(Registration).where(Registration.participant_id == about),
+        delete(ParticipantKey).where(ParticipantKey.participant_id == about),
+        outbox_about(OutboxEvent, about),
+        delete(Participant).where(Participant.id == about),
+    )
