@@ -156,7 +156,10 @@ def _record(
 
 
 def _operator(operator: str | None) -> str:
-    name = operator or getpass.getuser()
+    try:
+        name = operator or getpass.getuser()
+    except (KeyError, OSError):  # a container user with no name
+        fail("say who runs it: --operator NAME")
     try:
         AuditCaller(kind="operator", staff_id=name)
     except ValidationError:
