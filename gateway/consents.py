@@ -42,7 +42,7 @@ from shared.internal_auth import CallerContext
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, page_params
 from shared.problems import Forbidden, ValidationProblem, problem_responses
 
-router = APIRouter(prefix="/api/v1", responses=problem_responses(401, 403, 422, 503))
+router = APIRouter(prefix="/api/v1", responses=problem_responses(400, 401, 403, 422, 503))
 well_known = APIRouter(prefix="/.well-known")
 
 ConsentReader = Annotated[CallerContext, Depends(require_scope("consents:read"))]

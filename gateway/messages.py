@@ -70,7 +70,7 @@ MESSAGES = "messages"
 router = APIRouter(
     prefix="/api/v1/threads",
     tags=["messages"],
-    responses=problem_responses(401, 403, 404, 422, 503),
+    responses=problem_responses(400, 401, 403, 404, 422, 503),
 )
 
 Messenger = Annotated[CallerContext, Depends(require_scope("messages"))]

@@ -12,7 +12,7 @@ import json
 import uuid
 from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel
 
 from gateway.clients import ParticipantAnswer, ParticipantClient, ParticipantsDep
@@ -589,7 +589,11 @@ async def list_units(request: Request, caller: Reader) -> Response:
     response_model=OrganisationRead,
     responses=problem_responses(404),
 )
-async def read_organisation(orgnr: str, request: Request, caller: Reader) -> Response:
+async def read_organisation(
+    orgnr: Annotated[str, Path(pattern=r"^\d{9}$", description="Nine digits.")],
+    request: Request,
+    caller: Reader,
+) -> Response:
     """One organisation by organisasjonsnummer."""
     upstream = request.app.state.participant_client.upstream
     return await stream_through(request, upstream, caller, f"/api/v1/organisations/{orgnr}")

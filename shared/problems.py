@@ -42,13 +42,16 @@ class Problem(Exception):
         return problem
 
     def body(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "type": PROBLEM_BASE + self.type,
             "title": self.title,
             "status": self.status,
             "detail": self.detail,
-            **self.extensions,
         }
+        # An extension never replaces a member RFC 9457 defines (a `status` extension once
+        # turned the HTTP status into a word).
+        body.update((name, value) for name, value in self.extensions.items() if name not in body)
+        return body
 
 
 class NotFound(Problem):

@@ -204,7 +204,11 @@ async def create_subscription(
     return json_response(created, status_code=201)
 
 
-@router.get("/subscriptions", response_model=SubscriptionList, responses=problem_responses(403))
+@router.get(
+    "/subscriptions",
+    response_model=SubscriptionList,
+    responses=problem_responses(400, 401, 403, 422),
+)
 async def list_subscriptions(
     caller: Subscriber, session: SessionDep, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 ) -> Response:
@@ -222,7 +226,7 @@ async def list_subscriptions(
 @router.get(
     "/subscriptions/{subscription_id}",
     response_model=SubscriptionRead,
-    responses=problem_responses(404),
+    responses=problem_responses(400, 401, 403, 404, 422),
 )
 async def read_subscription(subscription: SubscriptionDep) -> Response:
     """One of your organisation's subscriptions."""
@@ -230,7 +234,9 @@ async def read_subscription(subscription: SubscriptionDep) -> Response:
 
 
 @router.delete(
-    "/subscriptions/{subscription_id}", status_code=204, responses=problem_responses(404)
+    "/subscriptions/{subscription_id}",
+    status_code=204,
+    responses=problem_responses(400, 401, 403, 404, 422),
 )
 async def delete_subscription(subscription: SubscriptionDep, session: SessionDep) -> Response:
     """Delete the subscription: nothing more is sent, pending deliveries included."""
@@ -244,7 +250,7 @@ async def delete_subscription(subscription: SubscriptionDep, session: SessionDep
     "/subscriptions/{subscription_id}/replay",
     response_model=ReplayAnswer,
     status_code=202,
-    responses=problem_responses(404, 409),
+    responses=problem_responses(400, 401, 403, 404, 409, 422),
 )
 async def replay(
     data: ReplayRequest, subscription: SubscriptionDep, session: SessionDep
@@ -266,7 +272,7 @@ async def replay(
 @router.get(
     "/subscriptions/{subscription_id}/deliveries",
     response_model=DeliveryList,
-    responses=problem_responses(404),
+    responses=problem_responses(400, 401, 403, 404, 422),
 )
 async def list_deliveries(
     subscription: SubscriptionDep,

@@ -25,4 +25,5 @@ class RequestAlreadyAnswered(Conflict):
     title = "Consent request already answered"
 
     def __init__(self, status: str) -> None:
-        super().__init__(f"The request was already answered: {status}.", status=status)
+        # Not `status`: that member of a problem document is the HTTP status.
+        super().__init__(f"The request was already answered: {status}.", answer=status)
