@@ -26,8 +26,8 @@ from shared.logs import current_request_id
 from shared.metrics import install_metrics, observe_request
 from shared.outbox import OutboxMixin, outbox_router
 from shared.problems import (
+    DatabaseUnavailable,
     Problem,
-    ServiceUnavailable,
     install_problem_handlers,
     problem_response,
 )
@@ -63,7 +63,7 @@ def install_common(
             async with request.app.state.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
         except Exception:
-            raise ServiceUnavailable("The database is not reachable.") from None
+            raise DatabaseUnavailable() from None
         return {"status": "ready"}
 
     install_metrics(app, component, outbox=outbox)

@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, Dialect, MetaData, TypeDecorator, event
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -48,6 +50,13 @@ def sqlite_writing(writes: bool) -> Iterator[None]:
         sqlite_writes.set(previous)
 
 
+# A request waits at most this long for a pooled connection, then gets a 503 problem.
+POOL_TIMEOUT_SECONDS = 5.0
+# Opening a connection to PostgreSQL gives up after this long (asyncpg's own default is
+# 60 s): a server that does not answer is a 503 soon, not a request hanging for a minute.
+CONNECT_TIMEOUT_SECONDS = 5.0
+
+
 def make_engine(database_url: str, **overrides: Any) -> AsyncEngine:
     """One engine per process. SQLite gets WAL and a busy timeout so readers don't block writers."""
     if database_url.startswith("sqlite"):
@@ -75,14 +84,41 @@ def make_engine(database_url: str, **overrides: Any) -> AsyncEngine:
     # A fixed pool: overflow connections are closed on return, and under steady load that
     # meant a PostgreSQL backend forked and authenticated for many requests. A request
     # that waits longer than pool_timeout for a connection gets a 503 problem.
+    # pool_pre_ping: a pooled connection that died with the server (a restart, a crash, a
+    # failover) is found at checkout and replaced, so no request gets one after it is back.
     options: dict[str, Any] = {
         "pool_size": 20,
         "max_overflow": 0,
-        "pool_timeout": 5,
+        "pool_timeout": POOL_TIMEOUT_SECONDS,
         "pool_pre_ping": True,
     }
+    if database_url.startswith("postgresql+asyncpg"):
+        options["connect_args"] = {"timeout": CONNECT_TIMEOUT_SECONDS}
     options.update(overrides)
     return create_async_engine(database_url, **options)
+
+
+# SQLSTATEs that say the server cannot serve us now, not that the statement was wrong:
+# class 08 (connection exception), 57P01 and 57P02 (sessions ended by a shutdown or a
+# crash), 57P03 (cannot connect now: starting, shutting down, recovering), 53300 (too
+# many connections).
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether `error` says the database cannot be reached now (down, restarting,
+    recovering from a crash, out of connections, the pool exhausted, the connection lost),
+    so the request may succeed if tried again: a 503, not a fault of the code."""
+    if isinstance(error, OperationalError | InterfaceError | PoolTimeout):
+        return True
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated:
+            return True
+        # asyncpg's errors reach us wrapped by SQLAlchemy's adapter, which keeps the SQLSTATE.
+        sqlstate = getattr(error.orig, "sqlstate", None)
+        return isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+    # Opening a connection fails with the socket's own errors (not wrapped by SQLAlchemy).
+    return isinstance(error, ConnectionError | TimeoutError)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

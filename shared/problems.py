@@ -8,9 +8,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.db import database_unavailable
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://broen.no/problems/"
@@ -114,6 +116,14 @@ class ServiceUnavailable(Problem):
         self.headers = {"Retry-After": "1"}
 
 
+class DatabaseUnavailable(ServiceUnavailable):
+    type = "database-unavailable"
+    title = "Database unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("The database is not reachable; try again shortly.")
+
+
 class ValidationProblem(Problem):
     status = 422
     type = "validation-error"
@@ -186,12 +196,30 @@ async def _handle_http(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(problem)
 
 
-async def _handle_database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+async def _handle_database_error(request: Request, exc: Exception) -> JSONResponse:
+    if not database_unavailable(exc):
+        raise exc  # a fault of the code (an integrity error, a bad statement): a 500
     log.warning(
         "database unavailable",
-        extra={"error_type": type(exc).__name__, "path_template": _route_template(request)},
+        extra={
+            "error_type": type(exc).__name__,
+            "driver_error_type": _innermost(exc),
+            "path_template": _route_template(request),
+        },
     )
-    return problem_response(ServiceUnavailable("The database is not reachable; try again shortly."))
+    return problem_response(DatabaseUnavailable())
+
+
+def _innermost(exc: BaseException) -> str:
+    """The type name of the driver's own error under SQLAlchemy's wrappers (e.g. asyncpg's
+    CannotConnectNowError): says what happened without the message, which may hold data."""
+    seen = {id(exc)}
+    while (inner := getattr(exc, "orig", None) or exc.__cause__) is not None:
+        if id(inner) in seen:
+            break
+        seen.add(id(inner))
+        exc = inner
+    return type(exc).__name__
 
 
 async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -216,8 +244,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _handle_problem)
     app.add_exception_handler(RequestValidationError, _handle_validation)
     app.add_exception_handler(StarletteHTTPException, _handle_http)
-    for database_unavailable in (OperationalError, InterfaceError, ConnectionError, PoolTimeout):
-        app.add_exception_handler(database_unavailable, _handle_database_unavailable)
+    # What the database raises when it cannot be reached is a 503 problem (see
+    # shared.db.database_unavailable); any other database error stays a 500.
+    for database_error in (DBAPIError, PoolTimeout, ConnectionError, TimeoutError):
+        app.add_exception_handler(database_error, _handle_database_error)
     app.add_exception_handler(Exception, _handle_unexpected)
 
 
