@@ -98,6 +98,7 @@ from bench.common import (  # noqa: E402
     spread_text,
 )
 from bench.run import MIGRATIONS  # noqa: E402
+from broen_cli.dev import synthetic_national_id  # noqa: E402
 from services.participant.schemas import StaffRead  # noqa: E402
 from shared.internal_auth import HEADER as INTERNAL_HEADER  # noqa: E402
 from shared.internal_auth import CallerContext, InternalTokenSigner  # noqa: E402
@@ -188,20 +189,20 @@ class Config:
 
 
 def national_ids(count: int) -> list[str]:
-    """Synthetic fødselsnumre with valid check digits, adults born from 2001 on."""
+    """Synthetic fødselsnumre with valid check digits, adults born from 2001 on: every valid
+    individual number of a day before the next day (a day holds a few hundred)."""
     found: list[str] = []
     born = date(2001, 1, 1)
     while len(found) < count:
+        if born >= date.today() - timedelta(days=18 * 366):
+            raise ValueError(f"cannot make {count} adults' national ids born from 2001 on")
         for individual in range(500, 1000):
-            digits = f"{born:%d%m%y}{individual:03d}"
-            check = next(
-                (f"{c:02d}" for c in range(100) if fodselsnummer.is_valid(f"{digits}{c:02d}")),
-                None,
-            )
-            if check is not None:
-                found.append(digits + check)
-                break
-        born += timedelta(days=3)
+            candidate = synthetic_national_id(f"{born:%d%m%y}{individual:03d}")
+            if fodselsnummer.is_valid(candidate):
+                found.append(candidate)
+                if len(found) == count:
+                    break
+        born += timedelta(days=1)
     return found
 
 
