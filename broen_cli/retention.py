@@ -202,7 +202,10 @@ async def run_retention(
                 continue
             if not dry_run:
                 # Judged again just before: a follow-up may have begun since the list was read.
-                decision = await _judge_again(db, decision, policy, today)
+                again = await _judge_again(db, decision, policy, today)
+                if again is None:  # forgotten meanwhile (an erasure, another run)
+                    continue
+                decision = again
                 if decision.outcome != "due":
                     kept[decision.outcome] += 1
                     continue
@@ -251,13 +254,12 @@ async def run_retention(
 
 async def _judge_again(
     db: Databases, decision: Decision, policy: RetentionPolicy, today: date
-) -> Decision:
+) -> Decision | None:
     participant_id = decision.follow_up.participant_id
     now = await db.transaction(
         "participant", lambda session: participant_store.follow_ups(session, only=participant_id)
     )
-    # Gone meanwhile (an earlier run, or an erasure): nothing left to judge but leftovers.
-    return decide(now[0], policy, today) if now else decision
+    return decide(now[0], policy, today) if now else None
 
 
 @retention_app.command("run")
