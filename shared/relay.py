@@ -28,6 +28,7 @@ class OutboxRelay:
 
     async def relay_once(self) -> int:
         """Publish one batch of pending events; the number published."""
+        await self.jetstream.context()  # NATS not there yet: raises, nothing held meanwhile
         async with self.sessionmaker() as session:
             if session.get_bind().dialect.name == "postgresql":
                 # The rows stay locked while they are published: another replica's relay

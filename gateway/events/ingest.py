@@ -11,6 +11,7 @@ stored once: the log is unique by event id."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -26,8 +27,11 @@ from shared.clients import Upstream
 from shared.jetstream import JetStream, subject_prefix
 from shared.metrics import EVENT_LAG_SECONDS, EVENTS_INGESTED
 from shared.outbox import OUTBOX_BATCH, PendingEvents, PublishedEvents
+from shared.problems import ServiceUnavailable
 
 DURABLE = "broen-gateway"
+
+log = logging.getLogger("broen.events")
 
 
 class EventIngest:
@@ -84,28 +88,44 @@ class OutboxPuller(EventIngest):
         return progress(await self.pull_once(), OUTBOX_BATCH)
 
     async def pull_once(self) -> int:
-        """One batch from each service; the number of events taken."""
+        """One batch from each service; the number of events taken. A service that does
+        not answer is skipped (and logged) so the others' events keep coming; if none
+        answered, the round fails."""
         taken = 0
+        unavailable: list[ServiceUnavailable] = []
         for source in self.sources:
-            answer, _ = await source.fetch(
-                PendingEvents,
-                "GET",
-                "/internal/v1/outbox",
-                GATEWAY_ITSELF,
-                params={"limit": str(OUTBOX_BATCH)},
-            )
-            if not answer.items:
-                continue
-            await _append(self.sessionmaker, answer.items, "outbox")
-            confirmed = PublishedEvents(ids=[envelope["id"] for envelope in answer.items])
-            await source.call(
-                "POST",
-                "/internal/v1/outbox/published",
-                GATEWAY_ITSELF,
-                content=confirmed.model_dump_json().encode(),
-            )
-            taken += len(answer.items)
+            try:
+                taken += await self._pull(source)
+            except ServiceUnavailable as error:
+                log.warning(
+                    "event ingest from %s failed",
+                    source.name,
+                    extra={"error_type": type(error).__name__},
+                )
+                unavailable.append(error)
+        if len(unavailable) == len(self.sources):
+            raise unavailable[0]
         return taken
+
+    async def _pull(self, source: Upstream) -> int:
+        answer, _ = await source.fetch(
+            PendingEvents,
+            "GET",
+            "/internal/v1/outbox",
+            GATEWAY_ITSELF,
+            params={"limit": str(OUTBOX_BATCH)},
+        )
+        if not answer.items:
+            return 0
+        await _append(self.sessionmaker, answer.items, "outbox")
+        confirmed = PublishedEvents(ids=[envelope["id"] for envelope in answer.items])
+        await source.call(
+            "POST",
+            "/internal/v1/outbox/published",
+            GATEWAY_ITSELF,
+            content=confirmed.model_dump_json().encode(),
+        )
+        return len(answer.items)
 
 
 class StreamConsumer(EventIngest):
@@ -123,7 +143,8 @@ class StreamConsumer(EventIngest):
 
     async def consume_once(self) -> Progress:
         if self._subscription is None:
-            self._subscription = await self.jetstream.js.pull_subscribe(
+            js = await self.jetstream.context()
+            self._subscription = await js.pull_subscribe(
                 f"{subject_prefix(self.jetstream.stream)}.>",
                 durable=DURABLE,
                 stream=self.jetstream.stream,
