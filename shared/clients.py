@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from shared.app import REQUEST_ID_HEADER
 from shared.internal_auth import CallerContext, InternalTokenSigner, internal_headers
 from shared.logs import current_request_id
-from shared.problems import Problem, ServiceUnavailable
+from shared.problems import PROBLEM_BASE, Problem, ServiceUnavailable
 from shared.telemetry import Tracing
 
 M = TypeVar("M", bound=BaseModel)
@@ -135,6 +135,8 @@ class Upstream:
 
 
 def _problem_from(name: str, response: httpx.Response) -> Problem:
+    if response.status_code == 503 and (refusal := _service_unavailable(response)) is not None:
+        return refusal
     if response.status_code >= 500:
         return ServiceUnavailable(f"The {name} service could not answer; try again shortly.")
     if response.status_code == 401:
@@ -145,3 +147,17 @@ def _problem_from(name: str, response: httpx.Response) -> Problem:
     except ValueError:
         body = {"title": "Upstream error", "status": response.status_code}
     return UpstreamProblem(response.status_code, body)
+
+
+def _service_unavailable(response: httpx.Response) -> Problem | None:
+    """A service's own 503 problem (its database is down, say), passed on with its type and
+    Retry-After, so a client learns what it is waiting for; None if it is not one of ours."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or not str(body.get("type", "")).startswith(PROBLEM_BASE):
+        return None
+    problem = UpstreamProblem(503, body)
+    problem.headers = {"Retry-After": response.headers.get("Retry-After", "1")}
+    return problem

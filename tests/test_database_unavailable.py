@@ -84,3 +84,46 @@ async def test_any_other_database_error_is_still_a_500(error: Exception) -> None
     assert response.status_code == 500
     assert response.json()["type"] == PROBLEM_BASE + "internal-error"
     assert "01019012345" not in response.text
+
+
+async def test_the_gateway_passes_a_services_database_refusal_on_with_its_type() -> None:
+    """A client of the gateway learns that a database is down, and when to try again,
+    rather than a bare "service unavailable"; a service's 500 stays the gateway's own 503."""
+    from joserfc.jwk import OKPKey
+
+    from shared.clients import Upstream
+    from shared.internal_auth import CallerContext, InternalTokenSigner
+
+    async def through_gateway(error: Exception) -> httpx.Response:
+        service = httpx.ASGITransport(app=failing_app(error), raise_app_exceptions=False)
+        signer = InternalTokenSigner("gateway", OKPKey.generate_key("Ed25519", {"kid": "k"}))
+        upstream = Upstream(
+            "participant",
+            "http://participant.internal",
+            signer,
+            timeout_seconds=1,
+            connect_timeout_seconds=1,
+            transport=service,
+        )
+        gateway = FastAPI()
+        install_problem_handlers(gateway)
+
+        @gateway.get("/read")
+        async def read() -> None:
+            await upstream.call("GET", "/work", CallerContext(kind="system", orgnr="310123455"))
+
+        transport = httpx.ASGITransport(app=gateway, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            try:
+                return await client.get("/read")
+            finally:
+                await upstream.aclose()
+
+    refused = await through_gateway(wrapped("57P03"))
+    failed = await through_gateway(wrapped("22P02"))
+
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert refused.headers["content-type"] == PROBLEM_MEDIA_TYPE
+    assert refused.json()["type"] == PROBLEM_BASE + "database-unavailable"
+    assert failed.status_code == 503
+    assert failed.json()["type"] == PROBLEM_BASE + "service-unavailable"
