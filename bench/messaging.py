@@ -248,6 +248,21 @@ class Stack:
     teacher: StaffRead
     pids: dict[str, int]
 
+    @classmethod
+    def of(cls, running: Components, nav: Org, skole: Org) -> Stack:
+        """The four components as started, with the two organisations."""
+        return cls(
+            running.base["gateway"],
+            running.base["messaging"],
+            running.issuer,
+            running.keys_dir,
+            nav,
+            skole,
+            running.veileder,
+            running.teacher,
+            running.pids,
+        )
+
     def internal_headers(self) -> dict[str, str]:
         """The veileder as the gateway hands her to the messaging service (a fresh 60 s
         token)."""
@@ -359,11 +374,8 @@ def four_components(
     scopes: Sequence[str],
     env: dict[str, str] | None = None,
 ) -> Iterator[Components]:
-    """Databases (SQLite files, or PostgreSQL databases dropped afterwards), keys, the
-    directory's veileder and teacher, a client per organisation, and the four processes
-    (`env` goes to all four)."""
-    keys_dir = workdir / "keys"
-    init_keys_dir(keys_dir)
+    """Databases (SQLite files, or PostgreSQL databases dropped afterwards), then the four
+    components on them (`start_components`)."""
     created: list[str] = []
     try:
         urls: dict[str, str] = {}
@@ -376,41 +388,7 @@ def four_components(
                 created.append(name)
                 urls[component] = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
             upgrade(ALL_MIGRATIONS[component], urls[component])
-        veileder, teacher = asyncio.run(_directory(urls["participant"]))
-        ports = {component: free_port() for component in COMPONENTS}
-        base = {component: f"http://{LOOPBACK}:{port}" for component, port in ports.items()}
-        for org in orgs:
-            _register_client(urls["gateway"], keys_dir, base["gateway"], org, scopes)
-
-        broen = broen_executable()
-        extra: dict[str, dict[str, str]] = {
-            "messaging": {"BROEN_MESSAGING_PARTICIPANT_URL": base["participant"]},
-            "gateway": {
-                "BROEN_GATEWAY_PARTICIPANT_URL": base["participant"],
-                "BROEN_GATEWAY_CONSENT_URL": base["consent"],
-                "BROEN_GATEWAY_MESSAGING_URL": base["messaging"],
-                "BROEN_GATEWAY_ISSUER": base["gateway"],
-                "BROEN_GATEWAY_AUDIT_HEAD_FILE": str(workdir / "audit-head.json"),
-            },
-        }
-        pids: dict[str, int] = {}
-        for component in COMPONENTS:
-            prefix = f"BROEN_{component.upper()}_"
-            component_env = broen_env(
-                {
-                    "BROEN_KEYS_DIR": str(keys_dir),
-                    **(env or {}),
-                    prefix + "DATABASE_URL": urls[component],
-                    prefix + "PORT": str(ports[component]),
-                    prefix + "LOG_LEVEL": "WARNING",
-                    **extra.get(component, {}),
-                }
-            )
-            server = procs.start(
-                component, [broen, "serve", component], component_env, ports[component], workdir
-            )
-            pids[component] = server.pid
-        yield Components(base, keys_dir, veileder, teacher, pids)
+        yield start_components(procs, workdir, urls, orgs=orgs, scopes=scopes, env=env)
     finally:
         procs.stop_all()
         for name in created:
@@ -418,6 +396,56 @@ def four_components(
                 asyncio.run(postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             except Exception as exc:
                 log(f"could not drop database {name}: {exc}")
+
+
+def start_components(
+    procs: Processes,
+    workdir: Path,
+    urls: dict[str, str],
+    *,
+    orgs: Sequence[Org],
+    scopes: Sequence[str],
+    env: dict[str, str] | None = None,
+) -> Components:
+    """Keys, the directory's veileder and kontaktlærer, a client per organisation, and the
+    four processes against the migrated databases at `urls` (`env` goes to all four). The
+    processes are `procs`'s to stop."""
+    keys_dir = workdir / "keys"
+    init_keys_dir(keys_dir)
+    veileder, teacher = asyncio.run(_directory(urls["participant"]))
+    ports = {component: free_port() for component in COMPONENTS}
+    base = {component: f"http://{LOOPBACK}:{port}" for component, port in ports.items()}
+    for org in orgs:
+        _register_client(urls["gateway"], keys_dir, base["gateway"], org, scopes)
+    extra: dict[str, dict[str, str]] = {
+        "messaging": {"BROEN_MESSAGING_PARTICIPANT_URL": base["participant"]},
+        "gateway": {
+            "BROEN_GATEWAY_PARTICIPANT_URL": base["participant"],
+            "BROEN_GATEWAY_CONSENT_URL": base["consent"],
+            "BROEN_GATEWAY_MESSAGING_URL": base["messaging"],
+            "BROEN_GATEWAY_ISSUER": base["gateway"],
+            "BROEN_GATEWAY_AUDIT_HEAD_FILE": str(workdir / "audit-head.json"),
+        },
+    }
+    broen = broen_executable()
+    pids: dict[str, int] = {}
+    for component in COMPONENTS:
+        prefix = f"BROEN_{component.upper()}_"
+        component_env = broen_env(
+            {
+                "BROEN_KEYS_DIR": str(keys_dir),
+                **(env or {}),
+                prefix + "DATABASE_URL": urls[component],
+                prefix + "PORT": str(ports[component]),
+                prefix + "LOG_LEVEL": "WARNING",
+                **extra.get(component, {}),
+            }
+        )
+        server = procs.start(
+            component, [broen, "serve", component], component_env, ports[component], workdir
+        )
+        pids[component] = server.pid
+    return Components(base, keys_dir, veileder, teacher, pids)
 
 
 @contextmanager
@@ -428,17 +456,7 @@ def messaging_stack(
     nav = new_org(NAV, "nav", "bench-nav", "nav-1")
     skole = new_org(SKOLE, "skole", "bench-skole", "vgs-1")
     with four_components(backend, procs, workdir, orgs=(nav, skole), scopes=scopes) as running:
-        yield Stack(
-            running.base["gateway"],
-            running.base["messaging"],
-            running.issuer,
-            running.keys_dir,
-            nav,
-            skole,
-            running.veileder,
-            running.teacher,
-            running.pids,
-        )
+        yield Stack.of(running, nav, skole)
 
 
 # --- tokens -----------------------------------------------------------------------------------
@@ -457,7 +475,8 @@ class Tokens:
         self._cache: dict[tuple[str, str | None], tuple[str, float]] = {}
         self._lock = asyncio.Lock()
 
-    def _assertion(self, org: Org, subject: str) -> str:
+    def assertion(self, org: Org, subject: str) -> str:
+        """A signed client assertion of the organisation's client, about `subject`."""
         now = int(time.time())
         claims = {
             "iss": org.client_id,
@@ -480,13 +499,13 @@ class Tokens:
             form = {
                 "grant_type": "client_credentials",
                 "client_assertion_type": CLIENT_ASSERTION,
-                "client_assertion": self._assertion(org, org.client_id),
+                "client_assertion": self.assertion(org, org.client_id),
                 "scope": self.scopes,
             }
             if staff is not None:
                 form.update(
                     grant_type=JWT_BEARER,
-                    assertion=self._assertion(org, str(staff.id)),
+                    assertion=self.assertion(org, str(staff.id)),
                     scope=STAFF_SCOPES,
                 )
             response = await self.http.post("/oauth/token", data=form)

@@ -17,7 +17,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -25,20 +25,12 @@ import asyncpg
 
 from bench.common import (
     LOOPBACK,
-    Processes,
-    broen_env,
-    broen_executable,
     free_port,
 )
 from bench.messaging import (
     ALL_MIGRATIONS,
     COMPONENTS,
-    Components,
-    Org,
-    _directory,
-    _register_client,
 )
-from shared.keys import init_keys_dir
 from shared.migrations import upgrade
 
 PG_START_TIMEOUT_S = 60
@@ -227,53 +219,3 @@ def create_databases(cluster: Cluster) -> dict[str, str]:
         urls[component] = cluster.url(f"broen_{component}")
         upgrade(ALL_MIGRATIONS[component], urls[component])
     return urls
-
-
-def start_components(
-    procs: Processes,
-    workdir: Path,
-    urls: dict[str, str],
-    *,
-    orgs: Sequence[Org],
-    scopes: Sequence[str],
-    env: dict[str, str] | None = None,
-) -> Components:
-    """Keys, the directory's veileder and kontaktlærer, a client per organisation, and the
-    four processes against the migrated databases at `urls` (`env` goes to all four). The
-    processes are `procs`'s to stop."""
-    keys_dir = workdir / "keys"
-    init_keys_dir(keys_dir)
-    veileder, teacher = asyncio.run(_directory(urls["participant"]))
-    ports = {component: free_port() for component in COMPONENTS}
-    base = {component: f"http://{LOOPBACK}:{port}" for component, port in ports.items()}
-    for org in orgs:
-        _register_client(urls["gateway"], keys_dir, base["gateway"], org, scopes)
-    extra: dict[str, dict[str, str]] = {
-        "messaging": {"BROEN_MESSAGING_PARTICIPANT_URL": base["participant"]},
-        "gateway": {
-            "BROEN_GATEWAY_PARTICIPANT_URL": base["participant"],
-            "BROEN_GATEWAY_CONSENT_URL": base["consent"],
-            "BROEN_GATEWAY_MESSAGING_URL": base["messaging"],
-            "BROEN_GATEWAY_ISSUER": base["gateway"],
-            "BROEN_GATEWAY_AUDIT_HEAD_FILE": str(workdir / "audit-head.json"),
-        },
-    }
-    broen = broen_executable()
-    pids: dict[str, int] = {}
-    for component in COMPONENTS:
-        prefix = f"BROEN_{component.upper()}_"
-        component_env = broen_env(
-            {
-                "BROEN_KEYS_DIR": str(keys_dir),
-                **(env or {}),
-                prefix + "DATABASE_URL": urls[component],
-                prefix + "PORT": str(ports[component]),
-                prefix + "LOG_LEVEL": "WARNING",
-                **extra.get(component, {}),
-            }
-        )
-        server = procs.start(
-            component, [broen, "serve", component], component_env, ports[component], workdir
-        )
-        pids[component] = server.pid
-    return Components(base, keys_dir, veileder, teacher, pids)

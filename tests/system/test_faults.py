@@ -440,9 +440,9 @@ async def staff_token(stack: Stack, http: httpx.AsyncClient) -> httpx.Response:
         "/oauth/token",
         data={
             "grant_type": JWT_BEARER,
-            "assertion": tokens._assertion(stack.skole, str(stack.teacher.id)),
+            "assertion": tokens.assertion(stack.skole, str(stack.teacher.id)),
             "client_assertion_type": CLIENT_ASSERTION,
-            "client_assertion": tokens._assertion(stack.skole, stack.skole.client_id),
+            "client_assertion": tokens.assertion(stack.skole, stack.skole.client_id),
             "scope": STAFF_SCOPES,
         },
     )

@@ -42,6 +42,7 @@ from bench.messaging import (
     enrol,
     new_org,
     open_threads,
+    start_components,
 )
 from broen_cli.dev import synthetic_national_id
 from gateway.settings import GatewaySettings
@@ -51,7 +52,6 @@ from tests.system.real_stack import (
     Cluster,
     create_databases,
     postgres_bin,
-    start_components,
     stopped_on_sigterm,
     throwaway_cluster,
 )
@@ -123,17 +123,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 scopes=SCOPES,
                 env=small_pools(),
             )
-            stack = Stack(
-                running.base["gateway"],
-                running.base["messaging"],
-                running.issuer,
-                running.keys_dir,
-                nav,
-                skole,
-                running.veileder,
-                running.teacher,
-                running.pids,
-            )
+            stack = Stack.of(running, nav, skole)
             participants, threads = asyncio.run(_enrol(stack))
             # What set-up wrote goes to disk now, not in the first stop's checkpoint.
             asyncio.run(cluster.execute("CHECKPOINT"))
@@ -357,7 +347,7 @@ async def _drive(world: World, load: Load, during: Callable[[Load], Awaitable[No
             form = {
                 "grant_type": "client_credentials",
                 "client_assertion_type": CLIENT_ASSERTION,
-                "client_assertion": tokens._assertion(stack.nav, stack.nav.client_id),
+                "client_assertion": tokens.assertion(stack.nav, stack.nav.client_id),
                 "scope": "participants:read",
             }
             response = await _call(
