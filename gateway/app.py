@@ -142,6 +142,7 @@ def create_app(
             dispatcher.start()
             app.state.ingest = ingest
             app.state.dispatcher = dispatcher
+            app.state.jetstream = jetstream
             yield
         finally:
             if dispatcher is not None:

@@ -281,6 +281,7 @@ def service_lifespan(
                 )
                 relay.start()
             app.state.relay = relay
+            app.state.jetstream = jetstream
             yield
         finally:
             if relay is not None:

@@ -68,6 +68,11 @@ class JetStream:
             log.warning("NATS is not answering; starting without it and connecting meanwhile")
         return jetstream
 
+    @property
+    def connected(self) -> bool:
+        """Whether NATS answers now (the client reconnects by itself after a loss)."""
+        return self.client is not None and self.client.is_connected
+
     async def _connect(self) -> None:
         while True:
             client = Client()

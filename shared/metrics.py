@@ -63,6 +63,12 @@ WEBHOOK_DELIVERIES = Counter(
     "failed), gone (410: the subscription is disabled); dead counts those given up.",
     ["outcome"],
 )
+NATS_CONNECTED = Gauge(
+    "broen_nats_connected",
+    "1 while the component is connected to NATS, 0 while it is not (its events wait in the "
+    "outbox); only where BROEN_NATS_URL is set.",
+    ["component"],
+)
 RATE_LIMITED = Counter("broen_rate_limited", "Requests refused with 429 by the rate limit.")
 
 
@@ -94,6 +100,9 @@ def install_metrics(
     async def metrics(request: Request) -> Response:
         if refresh is not None:
             await refresh(request)
+        jetstream = getattr(request.app.state, "jetstream", None)
+        if jetstream is not None:
+            NATS_CONNECTED.labels(component).set(1 if jetstream.connected else 0)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

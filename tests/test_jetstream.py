@@ -9,6 +9,7 @@ import socket
 import time
 from typing import Any
 
+import httpx
 import pytest
 
 import shared.jetstream
@@ -74,3 +75,39 @@ async def test_without_nats_a_component_starts_and_its_rounds_fail_until_it_answ
             await jetstream.publish([{"id": "event", "type": "no.broen.assignment.started"}])
     finally:
         await asyncio.wait_for(jetstream.aclose(), timeout=5)
+
+
+@pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
+async def test_a_service_started_without_nats_serves_and_says_so_on_metrics(
+    database_url: Any, keys_dir: Any, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator sees a missing (or misnamed) NATS on /metrics while the API serves; and
+    the same gauge is 1 where NATS answers."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from services.participant.app import create_app
+    from services.participant.settings import ParticipantSettings
+
+    monkeypatch.setattr(shared.jetstream, "CONNECT_WAIT_SECONDS", 0.2)
+
+    async def connected_gauge(url: str) -> tuple[int, float]:
+        settings = ParticipantSettings(
+            database_url=database_url("participant"), keys_dir=keys_dir, nats_url=url
+        )
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://p") as client:
+                health = await client.get("/healthz")
+                scraped = (await client.get("/metrics")).text
+        [gauge] = [
+            sample.value
+            for family in text_string_to_metric_families(scraped)
+            for sample in family.samples
+            if sample.name == "broen_nats_connected"
+            and sample.labels == {"component": "participant"}
+        ]
+        return health.status_code, gauge
+
+    assert await connected_gauge(f"nats://127.0.0.1:{unused_port()}") == (200, 0)
+    assert await connected_gauge(nats_url) == (200, 1)
