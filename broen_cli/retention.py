@@ -108,22 +108,23 @@ async def forget(
 ) -> None:
     """Forget one participant (module docstring), adding the rows deleted to `deleted`."""
 
-    async def decide_and_drop_events(session: AsyncSession) -> dict[str, int]:
-        await audit.append(session, [record])
-        return await gateway_store.delete_events_about(session, str(participant_id))
-
     async def drop_events(session: AsyncSession) -> dict[str, int]:
         return await gateway_store.delete_events_about(session, str(participant_id))
 
+    async def decide_and_drop_events(session: AsyncSession) -> dict[str, int]:
+        await audit.append(session, [record])
+        return await drop_events(session)
+
     async def services() -> None:
-        for component, store in (("messaging", messaging_store), ("consent", consent_store)):
-            rows = await db.transaction(
-                component,
-                lambda session, store=store: store.delete_participant_data(  # type: ignore[misc]
-                    session, participant_id
-                ),
-            )
-            _merge(deleted, component, rows)
+        for component, delete in (
+            ("messaging", messaging_store.delete_participant_data),
+            ("consent", consent_store.delete_participant_data),
+        ):
+
+            async def work(session: AsyncSession) -> dict[str, int]:
+                return await delete(session, participant_id)  # noqa: B023 (awaited at once)
+
+            _merge(deleted, component, await db.transaction(component, work))
 
     _merge(deleted, "gateway", await db.transaction("gateway", decide_and_drop_events))
     await services()
