@@ -34,6 +34,6 @@ bench: $(STAMP)
 
 # ruff and mypy --strict, as STYLE.md asks; CI runs it before the tests.
 lint: $(STAMP)
-	$(VENV)/bin/ruff check shared services gateway broen_cli tests bench
-	$(VENV)/bin/ruff format --check shared services gateway broen_cli
+	$(VENV)/bin/ruff check shared services gateway broen_cli web tests bench
+	$(VENV)/bin/ruff format --check shared services gateway broen_cli web
 	$(VENV)/bin/mypy

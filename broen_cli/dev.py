@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import time
@@ -22,7 +23,12 @@ from stdnum.no import fodselsnummer
 
 from broen_cli.common import JsonOption, emit, fail, require_dev_mode, settings_for
 from broen_cli.directory import add_organisation, in_directory
-from gateway.oauth import ORGANISATION_SCOPES, AuthRuntime, register_client
+from gateway.oauth import (
+    ORGANISATION_SCOPES,
+    AuthRuntime,
+    ClientAlreadyRegistered,
+    register_client,
+)
 from gateway.settings import GatewaySettings
 from gateway.tokens import AccessTokens
 from services.consent import service as consent_service
@@ -48,6 +54,9 @@ from shared.db import make_engine, make_sessionmaker
 from shared.internal_auth import CallerContext
 from shared.keys import write_secret_json
 from shared.settings import ConfigurationError, ensure_dev_mode_is_safe
+from web import demo
+from web.keys import client_public_jwks, init_web_keys
+from web.settings import WebSettings
 
 T = TypeVar("T")
 
@@ -512,3 +521,71 @@ def _citizen_token(participant_id: uuid.UUID) -> dict[str, Any]:
     if not _from_directory(exists):
         fail(f"no participant {participant_id} is in the participant database")
     return tokens.issue_citizen_token(participant_id=participant_id)
+
+
+# The web app (web/) in dev mode: a registered client at each demo organisation, one for
+# citizens, and the demo identity provider standing in for ID-porten.
+WEB_CLIENT_SCOPES = "participants:read messages consents:read consents:write"
+WEB_CITIZEN_CLIENT = "broen-web-innbygger"
+WEB_CITIZEN_CLIENT_ORGNR = "310123463"  # the county runs the citizens' pages in the demo
+
+
+def prepare_web(keys_dir: Path) -> dict[str, str]:
+    """The web app's keys and clients, the demo identity provider, and who the demo sign-in
+    offers (idempotent: a world seeded before the web app existed gets them too). Returns
+    the environment the web app and the gateway start with."""
+    init_web_keys(keys_dir)
+    demo.init_demo_idp()
+    jwks = client_public_jwks(keys_dir)
+    agency_types = {o["orgnr"]: o["agency_type"] for o in DEMO_ORGANISATIONS}
+    staff_clients = {orgnr: f"broen-web-{orgnr}" for orgnr in agency_types}
+    for orgnr, client_id in [
+        *staff_clients.items(),
+        (WEB_CITIZEN_CLIENT_ORGNR, WEB_CITIZEN_CLIENT),
+    ]:
+        with contextlib.suppress(ClientAlreadyRegistered):
+            asyncio.run(
+                register_client(
+                    GatewaySettings(),
+                    client_id=client_id,
+                    orgnr=orgnr,
+                    agency_type=agency_types[orgnr],
+                    scopes=WEB_CLIENT_SCOPES,
+                    jwks=jwks,
+                )
+            )
+    _write_demo_people(WebSettings().demo_people_file)
+    return {
+        "BROEN_WEB_STAFF_CLIENTS": json.dumps(staff_clients),
+        "BROEN_WEB_CITIZEN_CLIENT": WEB_CITIZEN_CLIENT,
+        "BROEN_GATEWAY_CITIZEN_ISSUERS": json.dumps(demo.gateway_trust(WebSettings().public_url)),
+    }
+
+
+def _write_demo_people(path: Path) -> None:
+    async def listed(session: AsyncSession) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": str(staff.id),
+                "name": staff.name,
+                "orgnr": staff.orgnr,
+                "roles": list(staff.roles),
+                "unit": unit.name,
+            }
+            for staff, unit in await participant_store.list_staff(session)
+        ]
+
+    people = {
+        "staff": in_directory(listed),
+        "participants": [
+            {
+                "key": name.split()[0].lower(),
+                "name": name,
+                "national_id": synthetic_national_id(first_nine),
+            }
+            for name, first_nine, _ in DEMO_PARTICIPANTS
+        ],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    write_secret_json(path, people)

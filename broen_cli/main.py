@@ -19,7 +19,13 @@ from broen_cli.common import (
     require_dev_mode,
     settings_for,
 )
-from broen_cli.dev import database_is_empty, demo_staff_table, dev_app, seed_demo_world
+from broen_cli.dev import (
+    database_is_empty,
+    demo_staff_table,
+    dev_app,
+    prepare_web,
+    seed_demo_world,
+)
 from broen_cli.directory import org_app, staff_app, unit_app
 from broen_cli.keys import keys_app
 from broen_cli.legal import legal_app
@@ -54,7 +60,7 @@ def _client_app() -> typer.Typer:
 
 admin_app.add_typer(_client_app(), name="client", help="API clients (systems) and their keys.")
 
-ComponentArgument = typer.Argument(..., help="gateway, participant, consent or messaging")
+ComponentArgument = typer.Argument(..., help="gateway, participant, consent, messaging or web")
 
 
 def _migrate_all() -> list[str]:
@@ -82,13 +88,40 @@ def serve(component: str = ComponentArgument) -> None:
 
     from shared.logs import configure_logging
 
+    if component == "web":
+        _serve_web()
+        return
     if component not in SETTINGS:
-        fail(f"unknown component {component!r}; choose one of {', '.join(SETTINGS)}")
+        fail(f"unknown component {component!r}; choose one of {', '.join(SETTINGS)}, web")
     settings = settings_for(component)
     configure_logging(component, settings.log_level)
     factory = _factory(component)
     try:
         application = factory(settings)
+    except ConfigurationError as refusal:
+        fail(str(refusal))
+    uvicorn.run(
+        application,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+
+
+def _serve_web() -> None:
+    """The web app (web/): no database, the gateway's public API only."""
+    import uvicorn
+
+    from shared.logs import configure_logging
+    from web.app import create_app
+    from web.settings import WebSettings
+
+    settings = WebSettings()
+    configure_logging("web", settings.log_level)
+    try:
+        application = create_app(settings)
     except ConfigurationError as refusal:
         fail(str(refusal))
     uvicorn.run(
@@ -119,6 +152,7 @@ Broen is starting (dev mode, embedded SQLite under var/):
   gateway      http://127.0.0.1:8000   (API docs: http://127.0.0.1:8000/docs)
   participant  http://127.0.0.1:8001   consent http://127.0.0.1:8002
   messaging    http://127.0.0.1:8003   (services answer only the gateway's internal tokens)
+  web          http://127.0.0.1:8080   (sign in as a demo teacher, veileder or participant)
 
 Try it in another terminal (the demo school is the API client demo-skole):
 
@@ -150,10 +184,13 @@ def up() -> None:
             ensure_dev_mode_is_safe(settings_for(component))
         except DevModeRefused as refusal:
             fail(f"{component}: {refusal}")
-    init_keys_dir(Path(os.environ.get("BROEN_KEYS_DIR", "var/keys")))
+    keys_dir = Path(os.environ.get("BROEN_KEYS_DIR", "var/keys"))
+    init_keys_dir(keys_dir)
     _migrate_all()
     if database_is_empty():
         seed_demo_world()
+    for name, value in prepare_web(keys_dir).items():
+        os.environ.setdefault(name, value)  # the operator's own settings win
     typer.echo(WALKTHROUGH.replace("{staff}", demo_staff_table()))
     honcho = Path(sys.executable).parent / "honcho"
     # Replace this process with the supervisor, so Ctrl-C reaches it and its children directly.
