@@ -44,6 +44,7 @@ from shared.keys import (
 )
 from shared.keys import check_master_key_drop as check_drop
 from shared.settings import ConfigurationError
+from web.keys import init_web_keys
 
 T = TypeVar("T")
 
@@ -99,9 +100,9 @@ def _in_database(
 
 @keys_app.command("init")
 def keys_init(directory: Path = DirOption, as_json: bool = JsonOption) -> None:
-    """Create every missing key file (never overwrites)."""
+    """Create every missing key file (never overwrites), the web app's two included."""
     target = _keys_dir(directory)
-    written = init_keys_dir(target)
+    written = init_keys_dir(target) + init_web_keys(target)
     emit(
         as_json,
         {"dir": str(target), "written": written},
