@@ -30,6 +30,7 @@ bench: $(STAMP)
 	-$(VENV)/bin/python bench/messaging.py
 	-$(VENV)/bin/python bench/events.py
 	-$(VENV)/bin/python bench/load.py
+	-$(VENV)/bin/python bench/web.py
 	$(VENV)/bin/python bench/report.py
 
 # ruff and mypy --strict, as STYLE.md asks; CI runs it before the tests.

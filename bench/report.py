@@ -1,7 +1,8 @@
 """`make bench` (report): docs/benchmarks.md from the results of one run.
 
 Reads the JSON each bench script wrote to BENCH_RESULTS_DIR (default var/bench/):
-run.json, policy.json, audit_verify.json, messaging.json, events.json, load.json. Writes
+run.json, policy.json, audit_verify.json, messaging.json, events.json, load.json, web.json.
+Writes
 BENCH_REPORT (default docs/benchmarks.md): the machine (read here, at run time), the
 settings, every figure as median (min–max) over its rounds with the goal from
 ../shared/docs/PERFORMANCE.md and met/missed, the ratios measured in that one run, the load
@@ -30,7 +31,7 @@ if str(ROOT) not in sys.path:  # `python bench/report.py` puts bench/ first, not
 
 from bench.common import NCPU, postgres_answers, results_dir  # noqa: E402
 
-BENCHES = ("run", "policy", "audit_verify", "messaging", "events", "load")
+BENCHES = ("run", "policy", "audit_verify", "messaging", "events", "load", "web")
 SCRIPTS = {
     "run": "bench/run.py",
     "policy": "bench/policy.py",
@@ -38,6 +39,7 @@ SCRIPTS = {
     "messaging": "bench/messaging.py",
     "events": "bench/events.py",
     "load": "bench/load.py",
+    "web": "bench/web.py",
 }
 PROCESS_NAMES = {
     "gateway": "gateway",
@@ -680,6 +682,99 @@ def load_section(load: dict[str, Any]) -> list[str]:
     return lines + _notes(load)
 
 
+def web_section(web: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The web app's pages: render time against the issue's goal, and page / direct API."""
+    settings, world, goal = web["settings"], web.get("world", {}), web["goal_ms"]
+    lines = [
+        "## Web pages (`bench/web.py`)",
+        "",
+        f"The system started as `make run` does (`broen dev up`: dev mode, SQLite), the demo "
+        f"world made busier through the web app's own forms: "
+        f"{world.get('threads_opened', 0)} threads opened by the kontaktlærer "
+        f"({world.get('threads_to_vera', 0)} to Vera, {world.get('threads_to_office', 0)} to "
+        f"the NAV office) and {world.get('replies', 0)} replies. Each page: "
+        f"{settings['warmup']} warm-up then {settings['requests']} sequential GETs from one "
+        "signed-in client; ms as the client saw them (loopback included), and as the web app "
+        "logged them (server). Direct: the API calls one render makes, called one after "
+        "the other on the gateway with a token for the same person, in blocks of 10 taking "
+        "turns with the page's; page/direct measured in this one run. CPU in ms per page "
+        "render from /proc (services: participant, consent and messaging); other % = the share "
+        "of the machine taken by processes outside the bench meanwhile.",
+        "",
+    ]
+    if "vera_inbox_threads" in world:
+        lines += [
+            f"Vera's inbox held {world['vera_inbox_threads']} threads, the thread measured "
+            f"{world['thread_messages']} messages, Kari's access log "
+            f"{world['kari_access_log_first_page']} entries on its first page (100 at most).",
+            "",
+        ]
+    rows, goal_rows = [], []
+    for p in web.get("pages", []):
+        ms, direct = p["page_ms"], p.get("direct_ms")
+        cpu = p["cpu_ms"]["page"]
+        server = p.get("server_ms") or {}
+        rows.append(
+            [
+                f"{p['title']} (`{p['path']}`)",
+                p["as"],
+                str(len(p["api_calls"])),
+                f"{ms['median']:.1f}",
+                f"{ms['p95']:.1f}",
+                f"{ms['max']:.1f}",
+                f"{server['median']:.1f}" if server else "–",
+                f"{direct['median']:.1f}" if direct else "–",
+                f"{p['ratio']:.2f}×" if p.get("ratio") else "–",
+                f"{cpu.get('web', 0.0):.1f}",
+                f"{cpu.get('gateway', 0.0):.1f}",
+                f"{sum(cpu.get(n, 0.0) for n in ('participant', 'consent', 'messaging')):.1f}",
+                f"{p['machine']['page']['other_pct']:.0f}",
+                str(p["errors"] + p.get("direct_errors", 0)),
+                verdict(p["under_goal"] and not p["errors"]),
+            ]
+        )
+        goal_rows.append(
+            [
+                f"web page {p['title']}, median render (the web app's issue)",
+                "sqlite (dev)",
+                f"{ms['median']:.1f} ms",
+                f"< {goal:g} ms",
+                verdict(p["under_goal"] and not p["errors"]),
+            ]
+        )
+    lines += table(
+        [
+            "page",
+            "as",
+            "API calls",
+            "median ms",
+            "p95 ms",
+            "max ms",
+            "server median ms",
+            "direct median ms",
+            "page/direct",
+            "web CPU ms",
+            "gw CPU ms",
+            "services CPU ms",
+            "other %",
+            "errors",
+            f"< {goal:g} ms",
+        ],
+        rows,
+    )
+    lines += ["", "The API calls each render makes, in order (direct median of each):", ""]
+    for p in web.get("pages", []):
+        each = p.get("direct_call_ms") or {}
+        calls = "; ".join(
+            f"`{call}`" + (f" {each[call]['median']:.1f} ms" if each.get(call) else "")
+            for call in p["api_calls"]
+        )
+        lines.append(
+            f"- {p['title']}: {calls or 'none'}" + (f" ({p['note']})" if p["note"] else "") + "."
+        )
+    return lines + _notes(web), goal_rows
+
+
 # --- where the machine is the limit -----------------------------------------------------------
 
 
@@ -896,6 +991,7 @@ def build(found: dict[str, dict[str, Any]]) -> tuple[str, list[str]]:
         ("messaging", messaging_section),
         ("events", events_section),
         ("load", lambda found: (load_section(found), [])),
+        ("web", web_section),
     ):
         if name in found:
             try:

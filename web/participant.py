@@ -3,6 +3,7 @@ opplysningene mine"."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
@@ -18,8 +19,10 @@ router = APIRouter()
 async def _consents_page(
     request: Request, api: ParticipantApi, status_code: int = 200, error: str | None = None
 ) -> HTMLResponse:
-    requests = await api.get("/me/consent-requests", params={"limit": 100})
-    consents = await api.get("/me/consents", params={"limit": 100})
+    requests, consents = await asyncio.gather(
+        api.get("/me/consent-requests", params={"limit": 100}),
+        api.get("/me/consents", params={"limit": 100}),
+    )
     return render(
         request,
         "my_consents.html",

@@ -3,6 +3,7 @@ participant's NAV veileder (or kontaktlærer), and a consent request."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -102,9 +103,11 @@ async def _card(
     request: Request, staff: Person, api: Api, participant_id: uuid.UUID, **form: Any
 ) -> dict[str, Any]:
     path = f"/participants/{participant_id}"
-    participant = await api.get(path, purpose=PURPOSE)
-    assignments = await api.get(f"{path}/assignments", purpose=PURPOSE)
-    consents = await api.get(f"{path}/consents", purpose=PURPOSE)
+    participant, assignments, consents = await asyncio.gather(
+        api.get(path, purpose=PURPOSE),
+        api.get(f"{path}/assignments", purpose=PURPOSE),
+        api.get(f"{path}/consents", purpose=PURPOSE),
+    )
     names = await organisation_names(request, api)
     my_agency = await agency_of(request, api, staff)
     current = [a for a in assignments["items"] if a.get("valid_to") is None]
@@ -254,8 +257,10 @@ async def thread_page(
 async def _thread(
     request: Request, api: Api, thread_id: uuid.UUID, *, mark_read: bool
 ) -> dict[str, Any]:
-    thread = await api.get(f"/threads/{thread_id}")
-    messages = await api.get(f"/threads/{thread_id}/messages", params={"limit": 200})
+    thread, messages = await asyncio.gather(
+        api.get(f"/threads/{thread_id}"),
+        api.get(f"/threads/{thread_id}/messages", params={"limit": 200}),
+    )
     if mark_read and thread["unread"]:
         thread = await api.post(f"/threads/{thread_id}/read")
     organisations = await organisation_names(request, api)
