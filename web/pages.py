@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -74,8 +74,10 @@ def see_other(location: str) -> RedirectResponse:
 
 
 def sign_in_location(request: Request, *, expired: bool = False) -> str:
+    # After a POST, back to the page the form was on: its path only, since a query there is a
+    # one-time notice ("sendt=...") that must not show again.
     back = request.url.path if request.method == "GET" else request.headers.get("referer", "")
-    back = _own_path(back)
+    back = _own_path(urlsplit(back).path if request.method != "GET" else back)
     location = "/logg-inn"
     query = [f"neste={quote(back)}"] if back else []
     if expired:

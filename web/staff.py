@@ -166,7 +166,7 @@ async def write_to_role(
                 "body": body,
             },
         )
-        return f"/samtaler/{thread['id']}?sendt=1"
+        return f"/samtaler/{thread['id']}?sendt=ny-melding-{participant_id}"
 
     try:
         location = await submitted(request).once(staff.id, str(form.get("form_key")), open_thread)
@@ -288,7 +288,7 @@ async def reply(
 
     async def post() -> str:
         await api.post(f"/threads/{thread_id}/messages", {"body": body})
-        return f"/samtaler/{thread_id}?sendt=1#siste"
+        return f"/samtaler/{thread_id}?sendt=svar-{thread_id}#siste"
 
     try:
         location = await submitted(request).once(staff.id, str(form.get("form_key")), post)

@@ -31,10 +31,10 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    // The page names the form it confirms; only that form's draft is done with.
     var sent = document.querySelector("[data-sent]");
-    var pending = sessionStorage.getItem(PENDING);
-    if (sent && pending) {
-      sessionStorage.removeItem("broen:draft:" + pending);
+    if (sent && sent.dataset.sent === sessionStorage.getItem(PENDING)) {
+      sessionStorage.removeItem("broen:draft:" + sent.dataset.sent);
       sessionStorage.removeItem(PENDING);
     }
     Array.prototype.forEach.call(document.querySelectorAll("form[data-draft]"), function (form) {
