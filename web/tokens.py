@@ -16,6 +16,7 @@ from joserfc import jws, jwt
 from joserfc.jwk import OKPKey
 
 from shared.keys import read_json
+from web.api import ApiError
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -141,14 +142,18 @@ class GatewayTokens:
             "client_assertion_type": CLIENT_ASSERTION_TYPE,
             "client_assertion": self._signed(client_id, subject=client_id),
         }
-        response = await self._http.post("/oauth/token", data=form)
+        try:
+            response = await self._http.post("/oauth/token", data=form)
+        except httpx.HTTPError:
+            raise ApiError(503) from None
         if response.status_code == 200:
             body = response.json()
             return AccessToken(body["access_token"], time.time() + float(body["expires_in"]))
         if response.status_code in (400, 401):
             # invalid_grant: not a staff member of the client's organisation, or no participant.
             raise SignInRefused(_oauth_error(response))
-        response.raise_for_status()
+        if response.status_code >= 500 or response.status_code == 429:
+            raise ApiError(response.status_code)
         raise SignInRefused("unexpected_answer")
 
     def _signed(self, client_id: str, *, subject: str) -> str:

@@ -261,3 +261,36 @@ def test_production_refuses_plain_http_and_has_no_demo_sign_in(tmp_path: Path) -
         )
         assert refused.status_code in (303, 403, 404)
         assert "Innlogget som" not in client.get("/logg-inn").text
+
+
+def test_a_gateway_that_does_not_answer_is_a_readable_page(tmp_path: Path) -> None:
+    """Signing in while the gateway is down: a 503 page in Norwegian, not a 500."""
+    init_web_keys(tmp_path)
+    staff_id = str(uuid.uuid4())
+    people = tmp_path / "web-sign-in.json"
+    people.write_text(
+        json.dumps(
+            {
+                "staff": [{"id": staff_id, "name": "A", "orgnr": "1", "roles": [], "unit": "U"}],
+                "participants": [],
+            }
+        )
+    )
+    settings = WebSettings(
+        env="dev",
+        keys_dir=tmp_path,
+        gateway_url=f"http://127.0.0.1:{_free_port()}",  # nothing listens there
+        staff_clients={"1": "broen-web-1"},
+        demo_people_file=people,
+    )
+    with TestClient(create_app(settings)) as client:
+        page = client.get("/logg-inn")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token is not None
+        answer = client.post(
+            "/logg-inn/demo",
+            data={"csrf_token": token.group(1), "who": f"staff:{staff_id}", "neste": ""},
+        )
+        assert answer.status_code == 503
+        assert "Tjenesten svarer ikke akkurat nå" in answer.text
+        assert "Traceback" not in answer.text and "Innlogget som" not in answer.text
