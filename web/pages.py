@@ -74,28 +74,27 @@ def see_other(location: str) -> RedirectResponse:
 
 
 def sign_in_location(request: Request, *, expired: bool = False) -> str:
-    # After a POST, back to the page the form was on: its path only, since a query there is a
-    # one-time notice ("sendt=...") that must not show again.
-    back = request.url.path if request.method == "GET" else request.headers.get("referer", "")
-    back = _own_path(urlsplit(back).path if request.method != "GET" else back)
-    location = "/logg-inn"
+    """The sign-in page, and where to come back to: the page asked for, or after a POST the
+    page the form was on (its Referer)."""
+    asked = request.url.path if request.method == "GET" else request.headers.get("referer", "")
+    back = _own_path(asked)
     query = [f"neste={quote(back)}"] if back else []
     if expired:
         query.append("utlopt=1")
-    return location + ("?" + "&".join(query) if query else "")
+    return "/logg-inn" + ("?" + "&".join(query) if query else "")
 
 
 def _own_path(value: str) -> str:
-    """Only a path on this site is a place to come back to (no open redirect)."""
-    if value.startswith(("http://", "https://")):
-        value = "/" + value.split("/", 3)[3] if value.count("/") >= 3 else "/"
-    if not value.startswith("/") or value.startswith("//") or value.startswith("/logg-inn"):
+    """The path of `value` if it is a page on this site, else "" (no open redirect). Only the
+    path: a query here is a one-time notice ("sendt=...") that must not show again."""
+    path = urlsplit(value).path
+    if not path.startswith("/") or path.startswith("//") or "\\" in value:
         return ""
-    return value
+    return "" if path.startswith("/logg-inn") else path
 
 
 def safe_next(value: str | None) -> str:
-    return _own_path(value or "") or ""
+    return _own_path(value or "")
 
 
 def _person_of_kind(request: Request, kind: str) -> Person:
