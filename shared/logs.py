@@ -57,7 +57,7 @@ def configure_logging(component: str, level: str = "INFO") -> None:
     # uvicorn's access log writes full URLs; our request log below writes route templates.
     logging.getLogger("uvicorn.access").disabled = True
     # httpx logs every request's full URL at INFO; URLs stay out of our logs.
-    for name in ("httpx", "httpcore"):
+    for name in ("httpx", "httpcore", "httpx2", "httpcore2"):  # httpx2: authlib's client
         logging.getLogger(name).setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
