@@ -23,10 +23,13 @@ CARD_FIELDS = ("name", "birth_date", "phone", "email", "address")
 INBOX_SIZE = 100
 
 
-def _inbox_order(thread: dict[str, Any]) -> tuple[bool, bool, bool, str]:
-    """Unread first, then those waiting on me, then overdue; newest first within each."""
-    newest_first = "".join(chr(0x10FFFF - ord(c)) for c in thread["last_message_at"])
-    return (thread["unread"] == 0, not thread["waiting_on_me"], not thread["overdue"], newest_first)
+def inbox_order(threads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Unread first, then those waiting on me, then overdue; newest first within each (the
+    second sort is stable, so it keeps the first's order among equals)."""
+    newest_first = sorted(threads, key=lambda t: str(t["last_message_at"]), reverse=True)
+    return sorted(
+        newest_first, key=lambda t: (t["unread"] == 0, not t["waiting_on_me"], not t["overdue"])
+    )
 
 
 def other_side(thread: dict[str, Any]) -> dict[str, Any]:
@@ -63,7 +66,7 @@ async def agency_of(request: Request, api: Api, staff: Person) -> str:
 @router.get("/innboks", response_class=HTMLResponse, response_model=None)
 async def inbox(request: Request, staff: Staff, api: StaffApi) -> HTMLResponse:
     listed = await api.get("/threads", params={"limit": INBOX_SIZE})
-    threads = sorted(listed["items"], key=_inbox_order)
+    threads = inbox_order(listed["items"])
     organisations = await organisation_names(request, api)
     return render(
         request,
