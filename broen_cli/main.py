@@ -32,7 +32,13 @@ from broen_cli.legal import legal_app
 from broen_cli.retention import retention_app
 from shared.keys import init_keys_dir
 from shared.migrations import upgrade
-from shared.settings import ConfigurationError, DevModeRefused, ensure_dev_mode_is_safe
+from shared.settings import (
+    ComponentSettings,
+    ConfigurationError,
+    DevModeRefused,
+    ensure_dev_mode_is_safe,
+)
+from web.settings import WebSettings
 
 app = typer.Typer(
     help="Broen: consent-gated information sharing between agencies.",
@@ -88,12 +94,9 @@ def serve(component: str = ComponentArgument) -> None:
 
     from shared.logs import configure_logging
 
-    if component == "web":
-        _serve_web()
-        return
-    if component not in SETTINGS:
+    if component not in (*SETTINGS, "web"):
         fail(f"unknown component {component!r}; choose one of {', '.join(SETTINGS)}, web")
-    settings = settings_for(component)
+    settings = _settings(component)
     configure_logging(component, settings.log_level)
     factory = _factory(component)
     try:
@@ -110,33 +113,16 @@ def serve(component: str = ComponentArgument) -> None:
     )
 
 
-def _serve_web() -> None:
-    """The web app (web/): no database, the gateway's public API only."""
-    import uvicorn
-
-    from shared.logs import configure_logging
-    from web.app import create_app
-    from web.settings import WebSettings
-
-    settings = WebSettings()
-    configure_logging("web", settings.log_level)
-    try:
-        application = create_app(settings)
-    except ConfigurationError as refusal:
-        fail(str(refusal))
-    uvicorn.run(
-        application,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
+def _settings(component: str) -> ComponentSettings | WebSettings:
+    # The web app has no database: its settings are not a component's.
+    return WebSettings() if component == "web" else settings_for(component)
 
 
 def _factory(component: str):  # type: ignore[no-untyped-def]
     if component == "gateway":
         from gateway.app import create_app
+    elif component == "web":
+        from web.app import create_app  # type: ignore[assignment]
     elif component == "participant":
         from services.participant.app import create_app  # type: ignore[assignment]
     elif component == "consent":
