@@ -48,7 +48,7 @@ ANSWERS = {
 
 
 @router.post("/mine-samtykker/{answer}/{item_id}", response_model=None)
-async def answer(
+async def answer_consent(
     request: Request,
     answer: str,
     item_id: uuid.UUID,
