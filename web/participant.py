@@ -7,7 +7,7 @@ import asyncio
 import json
 import uuid
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from web.api import ApiError
@@ -57,7 +57,7 @@ async def answer_consent(
     form: CheckedForm,
 ) -> HTMLResponse | RedirectResponse:
     if answer not in ANSWERS:
-        return render(request, "error.html", status_code=404, message="Fant ikke siden.")
+        raise HTTPException(status_code=404)
     path, done = ANSWERS[answer]
 
     async def act() -> str:

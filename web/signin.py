@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 from authlib.integrations.starlette_client import OAuth, OAuthError
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from web import demo
@@ -88,7 +88,7 @@ async def _finish(
 async def demo_sign_in(request: Request, form: CheckedForm) -> HTMLResponse | RedirectResponse:
     settings: WebSettings = request.app.state.settings
     if not settings.is_dev:
-        return render(request, "error.html", status_code=404, message="Fant ikke siden.")
+        raise HTTPException(status_code=404)
     offered = demo.people(settings.demo_people_file)
     who = str(form.get("who", ""))
     request.session["next"] = safe_next(str(form.get("neste", "")))
@@ -117,8 +117,6 @@ async def demo_sign_in(request: Request, form: CheckedForm) -> HTMLResponse | Re
 @router.get("/logg-inn/{kind}", include_in_schema=False, response_model=None)
 async def start_oidc(request: Request, kind: str) -> HTMLResponse | RedirectResponse:
     client = _oidc_client(request, kind)
-    if client is None:
-        return render(request, "error.html", status_code=404, message="Fant ikke siden.")
     settings: WebSettings = request.app.state.settings
     request.session["next"] = safe_next(request.query_params.get("neste"))
     redirect_uri = f"{settings.public_url.rstrip('/')}/logg-inn/{kind}/ferdig"
@@ -129,8 +127,6 @@ async def start_oidc(request: Request, kind: str) -> HTMLResponse | RedirectResp
 @router.get("/logg-inn/{kind}/ferdig", include_in_schema=False, response_model=None)
 async def finish_oidc(request: Request, kind: str) -> HTMLResponse | RedirectResponse:
     client = _oidc_client(request, kind)
-    if client is None:
-        return render(request, "error.html", status_code=404, message="Fant ikke siden.")
     settings: WebSettings = request.app.state.settings
     tokens: GatewayTokens = request.app.state.tokens
     try:
@@ -157,9 +153,13 @@ async def finish_oidc(request: Request, kind: str) -> HTMLResponse | RedirectRes
 
 
 def _oidc_client(request: Request, kind: str) -> Any:
+    """The configured provider for `kind`; a 404 page when there is none."""
     name = {"ansatt": "staff", "innbygger": "citizen"}.get(kind)
     oauth: OAuth = request.app.state.oauth
-    return oauth.create_client(name) if name else None
+    client = oauth.create_client(name) if name else None
+    if client is None:
+        raise HTTPException(status_code=404)
+    return client
 
 
 @router.post("/logg-ut", response_model=None)
